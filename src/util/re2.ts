@@ -12,6 +12,6 @@ export function re2Problem(pattern: string): string | undefined {
     const msg = e instanceof Error ? e.message : String(e);
     // "Invalid regular expression: /a(b/u: missing ): a(b" -> "missing ): a(b"
     const m = /^Invalid regular expression: \/.*\/u: (.*)$/s.exec(msg);
-    return `invalid RE2 regular expression: ${m ? m[1] : msg}`;
+    return `invalid RE2 regular expression: ${(m ? m[1]! : msg).replace(/\\\//g, '/')}`;
   }
 }

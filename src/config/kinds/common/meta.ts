@@ -62,22 +62,25 @@ export type LabelSelector = ObjectOf<typeof labelSelector.fields>;
 /** Istio's WorkloadSelector (matchLabels only). */
 export const workloadSelector = object({ matchLabels: opt(labels()) });
 
-export const objectMeta = object({
-  name: req(dnsSubdomain()),
-  namespace: opt(dnsSubdomain('namespace')),
-  labels: opt(labels()),
-  annotations: opt(record(string(), { key: labelKey() })),
-  // Fields kubectl and the API server write; accepted so that `kubectl get -o yaml` output loads.
-  generateName: opt(string()),
-  uid: opt(string()),
-  resourceVersion: opt(string()),
-  generation: opt(integer({ min: 0 })),
-  creationTimestamp: opt(unchecked()),
-  deletionTimestamp: opt(unchecked()),
-  deletionGracePeriodSeconds: opt(integer()),
-  selfLink: opt(string()),
-  finalizers: opt(array(string())),
-  ownerReferences: opt(array(unchecked())),
-  managedFields: opt(array(unchecked())),
-});
+export const objectMeta = object(
+  {
+    name: req(dnsSubdomain()),
+    namespace: opt(dnsSubdomain('namespace')),
+    labels: opt(labels()),
+    annotations: opt(record(string(), { key: labelKey() })),
+    // Fields kubectl and the API server write; accepted so that `kubectl get -o yaml` output loads.
+    generateName: opt(string()),
+    uid: opt(string()),
+    resourceVersion: opt(string()),
+    generation: opt(integer({ min: 0 })),
+    creationTimestamp: opt(unchecked()),
+    deletionTimestamp: opt(unchecked()),
+    deletionGracePeriodSeconds: opt(integer()),
+    selfLink: opt(string()),
+    finalizers: opt(array(string())),
+    ownerReferences: opt(array(unchecked())),
+    managedFields: opt(array(unchecked())),
+  },
+  { expected: 'a mapping with name and, for namespaced kinds, an optional namespace, labels and annotations' },
+);
 export type ObjectMeta = ObjectOf<typeof objectMeta.fields>;

@@ -1,0 +1,158 @@
+// npm run bench:config — load and compile 5,000 Services + 5,000 WorkloadEntries + 5,000 HTTPRoutes,
+// then a one-resource change. Anchor: parsing the same bytes with js-yaml alone (the floor any
+// YAML-reading tool pays), measured in the same run.
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir, cpus } from 'node:os';
+import { join } from 'node:path';
+import * as jsyaml from 'js-yaml';
+import { loadDocuments, loadPaths } from '../src/config/load.js';
+import { readConfigFile } from '../src/config/source/read-files.js';
+import { compileModel } from '../src/model/compile.js';
+import type { Resource } from '../src/config/resource.js';
+
+const SERVICES = Number(process.env.TRELLIS_BENCH_SERVICES ?? 5000);
+const NAMESPACES = 50;
+const RUNS = Number(process.env.TRELLIS_BENCH_RUNS ?? 5);
+
+function generate(dir: string): void {
+  const perNs = Math.ceil(SERVICES / NAMESPACES);
+  for (let n = 0; n < NAMESPACES; n++) {
+    const ns = `team-${n}`;
+    let text = '';
+    for (let j = 0; j < perNs; j++) {
+      const i = n * perNs + j;
+      if (i >= SERVICES) break;
+      const ip = `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
+      text += `---
+apiVersion: v1
+kind: Service
+metadata:
+  name: svc-${i}
+  namespace: ${ns}
+spec:
+  selector:
+    app: svc-${i}
+  ports:
+    - name: http
+      port: 8080
+      targetPort: 9080
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: svc-${i}-we
+  namespace: ${ns}
+spec:
+  address: ${ip}
+  labels:
+    app: svc-${i}
+    version: v1
+  serviceAccount: svc-${i}
+  ports:
+    http: 9080
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: svc-${i}-route
+  namespace: ${ns}
+spec:
+  parentRefs:
+    - group: ''
+      kind: Service
+      name: svc-${i}
+      port: 8080
+  rules:
+    - matches:
+        - path:
+            type: PathPrefix
+            value: /v1
+        - headers:
+            - name: x-version
+              value: v1
+      backendRefs:
+        - name: svc-${i}
+          port: 8080
+          weight: 90
+        - name: svc-${n * perNs + ((j + 1) % perNs)}
+          port: 8080
+          weight: 10
+`;
+    }
+    writeFileSync(join(dir, `${ns}.yaml`), text);
+  }
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+function ms(x: number): string {
+  return `${x.toFixed(1)} ms`;
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'trellis-bench-config-'));
+try {
+  generate(dir);
+  const files = readdirSync(dir).map((f) => join(dir, f));
+  const bytes = files.reduce((s, f) => s + readFileSync(f).length, 0);
+
+  const anchor: number[] = [];
+  const load: number[] = [];
+  const compile: number[] = [];
+  const change: number[] = [];
+  let resources: readonly Resource[] = [];
+  let heapMiB = 0;
+  for (let run = 0; run < RUNS; run++) {
+    let t = performance.now();
+    for (const f of files) jsyaml.loadAll(readFileSync(f, 'utf8'), undefined, { schema: jsyaml.CORE_SCHEMA });
+    anchor.push(performance.now() - t);
+
+    global.gc?.();
+    const heapBefore = process.memoryUsage().heapUsed;
+    t = performance.now();
+    const loaded = loadPaths([dir]);
+    load.push(performance.now() - t);
+    if (loaded.diagnostics.some((d) => d.severity === 'error')) {
+      throw new Error(`generated config has errors: ${JSON.stringify(loaded.diagnostics.slice(0, 3))}`);
+    }
+    resources = loaded.resources;
+    t = performance.now();
+    const model = compileModel(resources);
+    compile.push(performance.now() - t);
+    global.gc?.();
+    heapMiB = (process.memoryUsage().heapUsed - heapBefore) / 1048576;
+    if (model.services.length !== SERVICES) throw new Error(`expected ${SERVICES} services, got ${model.services.length}`);
+
+    // One resource changes: the watcher re-reads that file, and the model is recompiled.
+    const target = files[run % files.length]!;
+    const edited = readFileSync(target, 'utf8').replace('weight: 90', 'weight: 80');
+    writeFileSync(target, edited);
+    t = performance.now();
+    const reread = loadDocuments(readConfigFile(target).documents);
+    const changedFile = new Set(reread.resources.map((r) => r.source.file));
+    const next = [...resources.filter((r) => !changedFile.has(r.source.file)), ...reread.resources];
+    compileModel(next);
+    change.push(performance.now() - t);
+  }
+
+  const total = median(load) + median(compile);
+  const rows: [string, string, string, string][] = [
+    ['YAML parse only (anchor: js-yaml, same bytes)', ms(median(anchor)), '', '1.00'],
+    ['load: read + parse + validate + defaults', ms(median(load)), '', (median(load) / median(anchor)).toFixed(2)],
+    ['compile: resources -> mesh model', ms(median(compile)), '', ''],
+    ['load + compile', ms(total), '< 2000 ms', total < 2000 ? 'met' : 'MISSED'],
+    ['one-resource change: re-read file + recompile', ms(median(change)), '< 50 ms', median(change) < 50 ? 'met' : 'MISSED'],
+    ['heap held by resources + model', `${heapMiB.toFixed(1)} MiB`, '', ''],
+  ];
+  console.log(
+    `\nbench:config — ${SERVICES} Services + ${SERVICES} WorkloadEntries + ${SERVICES} HTTPRoutes in ${files.length} files (${(bytes / 1048576).toFixed(1)} MiB), ${resources.length} resources; median of ${RUNS} runs; node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}\n`,
+  );
+  const w = [48, 14, 11, 8];
+  console.log(['measure', 'Trellis', 'target', 'ratio'].map((h, i) => h.padEnd(w[i]!)).join(' | '));
+  console.log(w.map((n) => '-'.repeat(n)).join('-|-'));
+  for (const r of rows) console.log(r.map((c, i) => c.padEnd(w[i]!)).join(' | '));
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}

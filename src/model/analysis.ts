@@ -1,0 +1,36 @@
+// Istio-style analysis messages, with the codes istioctl analyze uses where one fits,
+// and TRL codes for what only Trellis checks.
+import type { ResourceKey } from '../config/diagnostic.js';
+import type { AnalysisLevel, AnalysisMessage } from './mesh-model.js';
+
+export const ANALYSIS_CODES = {
+  ReferencedResourceNotFound: { code: 'IST0101', level: 'Error' },
+  ConflictingMeshGatewayVirtualServiceHosts: { code: 'IST0109', level: 'Error' },
+  VirtualServiceDestinationPortSelectorRequired: { code: 'IST0112', level: 'Error' },
+  PortNameIsNotUnderNamingConvention: { code: 'IST0118', level: 'Info' },
+  DestinationRuleSubsetNotSelectPods: { code: 'IST0173', level: 'Warning' },
+  UnknownNode: { code: 'TRL0001', level: 'Error' },
+  L7PolicyWithoutWaypoint: { code: 'TRL0002', level: 'Warning' },
+  SelectorMatchesNothing: { code: 'TRL0003', level: 'Info' },
+  MultipleMeshes: { code: 'TRL0004', level: 'Error' },
+  WorkloadPlacedTwice: { code: 'TRL0005', level: 'Error' },
+  ConflictingDestinationRules: { code: 'TRL0006', level: 'Warning' },
+} as const satisfies Record<string, { code: string; level: AnalysisLevel }>;
+
+export type AnalysisName = keyof typeof ANALYSIS_CODES;
+
+export class AnalysisSink {
+  readonly messages: AnalysisMessage[] = [];
+
+  add(name: AnalysisName, resource: ResourceKey, message: string, field?: string): void {
+    const { code, level } = ANALYSIS_CODES[name];
+    const m: AnalysisMessage = field === undefined ? { code, name, level, resource, message } : { code, name, level, resource, field, message };
+    this.messages.push(m);
+  }
+
+  /** A Gateway API condition that is not healthy, reported with its upstream reason as the code. */
+  condition(type: string, reason: string, resource: ResourceKey, message: string, field?: string, level: AnalysisLevel = 'Error'): void {
+    const m: AnalysisMessage = { code: reason, name: type, level, resource, message };
+    this.messages.push(field === undefined ? m : { ...m, field });
+  }
+}

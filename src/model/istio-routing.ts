@@ -1,0 +1,130 @@
+// VirtualServices and DestinationRules bound to the services they configure.
+import type { MeshSpec } from '../config/kinds/trellis/mesh.js';
+import { keyOf, type Resource } from '../config/resource.js';
+import type { AnalysisSink } from './analysis.js';
+import type { BackendModel, DestinationRuleModel, ServiceModel, VirtualServiceModel } from './mesh-model.js';
+import type { ResourceIndex } from './resource-index.js';
+import { matchesLabels } from './selectors.js';
+
+/** Istio interprets a dotless host relative to the rule's namespace. */
+export function qualifyHost(host: string, namespace: string, mesh: MeshSpec): string {
+  if (host.includes('*') || host.includes('.')) return host;
+  return `${host}.${namespace}.svc.${mesh.clusterDomain}`;
+}
+
+interface Destination {
+  readonly host: string;
+  readonly subset?: string;
+  readonly port?: { readonly number?: number };
+}
+
+export function compileDestinationRules(
+  index: ResourceIndex,
+  mesh: MeshSpec,
+  byHost: ReadonlyMap<string, ServiceModel>,
+  analysis: AnalysisSink,
+): DestinationRuleModel[] {
+  const seen = new Map<string, Resource<'DestinationRule'>>();
+  return index.all('DestinationRule').map((dr) => {
+    const ns = dr.namespace!;
+    const host = qualifyHost(dr.spec.host, ns, mesh);
+    const svc = byHost.get(host);
+    const prev = seen.get(host);
+    if (prev && !dr.spec.workloadSelector && !prev.spec.workloadSelector) {
+      analysis.add('ConflictingDestinationRules', keyOf(dr), `DestinationRule ${prev.namespace}/${prev.name} also configures host ${host}; only the first (by namespace/name) applies`, 'spec.host');
+    } else {
+      seen.set(host, dr);
+    }
+    const subsets: Record<string, readonly string[]> = {};
+    (dr.spec.subsets ?? []).forEach((s, i) => {
+      const eps = (svc?.endpoints ?? []).filter((e) => matchesLabels(s.labels, e.labels)).map((e) => e.workload);
+      subsets[s.name] = eps;
+      if (svc && eps.length === 0) {
+        analysis.add('DestinationRuleSubsetNotSelectPods', keyOf(dr), `subset ${JSON.stringify(s.name)} selects no endpoint of ${host}`, `spec.subsets[${i}]`);
+      }
+    });
+    const m: { -readonly [K in keyof DestinationRuleModel]: DestinationRuleModel[K] } = { id: `DestinationRule/${ns}/${dr.name}`, source: keyOf(dr), namespace: ns, host, subsets };
+    if (svc) m.service = svc.id;
+    return m;
+  });
+}
+
+export function compileVirtualServices(
+  index: ResourceIndex,
+  mesh: MeshSpec,
+  byHost: ReadonlyMap<string, ServiceModel>,
+  destinationRules: readonly DestinationRuleModel[],
+  analysis: AnalysisSink,
+): VirtualServiceModel[] {
+  const drByHost = new Map<string, DestinationRuleModel>();
+  for (const dr of destinationRules) if (!drByHost.has(dr.host)) drByHost.set(dr.host, dr);
+  const meshHosts = new Map<string, string>();
+  return index.all('VirtualService').map((vs) => {
+    const ns = vs.namespace!;
+    const key = keyOf(vs);
+    const hosts = (vs.spec.hosts ?? []).map((h) => qualifyHost(h, ns, mesh));
+    const gateways = vs.spec.gateways ?? ['mesh'];
+    gateways.forEach((g, i) => {
+      if (g === 'mesh') return;
+      const [gwNs, gwName] = g.includes('/') ? (g.split('/') as [string, string]) : [ns, g];
+      if (!index.get('Gateway', gwNs, gwName)) {
+        analysis.add('ReferencedResourceNotFound', key, `Referenced gateway not found: ${JSON.stringify(g)}`, `spec.gateways[${i}]`);
+      }
+    });
+    if (gateways.includes('mesh')) {
+      hosts.forEach((h, i) => {
+        const other = meshHosts.get(h);
+        if (other) analysis.add('ConflictingMeshGatewayVirtualServiceHosts', key, `host ${h} is also routed by VirtualService ${other} for the mesh gateway`, `spec.hosts[${i}]`);
+        else meshHosts.set(h, `${ns}/${vs.name}`);
+      });
+    }
+    const backends: BackendModel[] = [];
+    const visit = (dest: Destination | undefined, field: string, weight: number): void => {
+      if (!dest) return;
+      const host = qualifyHost(dest.host, ns, mesh);
+      const svc = byHost.get(host);
+      let resolved = true;
+      if (!svc) {
+        resolved = false;
+        analysis.add('ReferencedResourceNotFound', key, `Referenced host not found: ${JSON.stringify(dest.host)}`, `${field}.host`);
+      } else {
+        if (dest.port?.number === undefined && svc.ports.length > 1) {
+          analysis.add('VirtualServiceDestinationPortSelectorRequired', key, `${host} has ${svc.ports.length} ports; the destination must name one`, `${field}.port`);
+        }
+        if (dest.port?.number !== undefined && !svc.ports.some((p) => p.port === dest.port!.number)) {
+          resolved = false;
+          analysis.add('ReferencedResourceNotFound', key, `Referenced port not found: ${host} has no port ${dest.port.number}`, `${field}.port.number`);
+        }
+      }
+      if (dest.subset !== undefined) {
+        const dr = drByHost.get(host);
+        if (!dr || !(dest.subset in dr.subsets)) {
+          resolved = false;
+          analysis.add('ReferencedResourceNotFound', key, `Referenced host+subset in destinationrule not found: "${dest.host}+${dest.subset}"`, `${field}.subset`);
+        }
+      }
+      const b: { -readonly [K in keyof BackendModel]: BackendModel[K] } = { weight, field, resolved };
+      if (svc) b.service = svc.id;
+      if (dest.port?.number !== undefined) b.port = dest.port.number;
+      if (dest.subset !== undefined) b.subset = dest.subset;
+      backends.push(b);
+    };
+    const routeLists: [string, readonly { readonly route?: readonly { readonly destination: Destination; readonly weight?: number }[] }[] | undefined][] = [
+      ['http', vs.spec.http],
+      ['tcp', vs.spec.tcp],
+      ['tls', vs.spec.tls],
+    ];
+    for (const [section, list] of routeLists) {
+      (list ?? []).forEach((r, i) => {
+        const routes = r.route ?? [];
+        routes.forEach((d, j) => visit(d.destination, `spec.${section}[${i}].route[${j}].destination`, d.weight ?? (routes.length === 1 ? 100 : 0)));
+      });
+    }
+    (vs.spec.http ?? []).forEach((r, i) => {
+      if (r.mirror) visit(r.mirror, `spec.http[${i}].mirror`, 0);
+      (r.mirrors ?? []).forEach((m, j) => visit(m.destination, `spec.http[${i}].mirrors[${j}].destination`, 0));
+    });
+    const services = [...new Set(hosts.map((h) => byHost.get(h)?.id).filter((x): x is string => x !== undefined))].sort();
+    return { id: `VirtualService/${ns}/${vs.name}`, source: key, namespace: ns, hosts, services, gateways, backends };
+  });
+}

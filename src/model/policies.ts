@@ -1,0 +1,150 @@
+// Policies bound to what they select: workloads (selectors), a namespace, the whole mesh
+// (Istio's root namespace), or targetRefs (Gateways / Services through their waypoint).
+import type { MeshSpec } from '../config/kinds/trellis/mesh.js';
+import { keyOf, type Resource } from '../config/resource.js';
+import type { AnalysisSink } from './analysis.js';
+import type { PolicyBindingModel, PolicyKind, ServiceModel, WorkloadModel } from './mesh-model.js';
+import type { ResourceIndex } from './resource-index.js';
+import type { WorkloadLookup } from './services.js';
+import { isEmptySelector, matchesLabels, matchesSelector, type SelectorLike } from './selectors.js';
+
+interface TargetRef {
+  readonly group?: string;
+  readonly kind: string;
+  readonly name: string;
+  readonly namespace?: string;
+}
+
+interface IstioPolicyLike {
+  readonly selector?: { readonly matchLabels?: Readonly<Record<string, string>> };
+  readonly targetRef?: TargetRef;
+  readonly targetRefs?: readonly TargetRef[];
+}
+
+export interface PolicyContext {
+  readonly index: ResourceIndex;
+  readonly mesh: MeshSpec;
+  readonly workloads: readonly WorkloadModel[];
+  readonly lookup: WorkloadLookup;
+  readonly services: readonly ServiceModel[];
+  readonly analysis: AnalysisSink;
+}
+
+export function compilePolicies(ctx: PolicyContext): PolicyBindingModel[] {
+  const out: PolicyBindingModel[] = [];
+  for (const p of ctx.index.all('AuthorizationPolicy')) out.push(istioBinding(ctx, p, 'AuthorizationPolicy', p.spec, authzNeedsL7(p)));
+  for (const p of ctx.index.all('PeerAuthentication')) out.push(istioBinding(ctx, p, 'PeerAuthentication', p.spec, false));
+  for (const p of ctx.index.all('RequestAuthentication')) out.push(istioBinding(ctx, p, 'RequestAuthentication', p.spec, true));
+  for (const p of ctx.index.all('NetworkPolicy')) out.push(networkPolicyBinding(ctx, p));
+  for (const p of ctx.index.all('CiliumNetworkPolicy')) out.push(ciliumBinding(ctx, p, 'CiliumNetworkPolicy'));
+  for (const p of ctx.index.all('CiliumClusterwideNetworkPolicy')) out.push(ciliumBinding(ctx, p, 'CiliumClusterwideNetworkPolicy'));
+  warnL7WithoutWaypoint(ctx, out);
+  return out;
+}
+
+function istioBinding(ctx: PolicyContext, r: Resource, kind: PolicyKind, spec: IstioPolicyLike, needsL7: boolean): PolicyBindingModel {
+  const ns = r.namespace!;
+  const key = keyOf(r);
+  const base = { id: `${kind}/${ns}/${r.name}`, source: key, kind, namespace: ns, needsL7 };
+  const refs = spec.targetRefs ?? (spec.targetRef ? [spec.targetRef] : []);
+  if (refs.length > 0) {
+    const targets: string[] = [];
+    refs.forEach((t, i) => {
+      const tNs = t.namespace ?? ns;
+      const field = spec.targetRefs ? `spec.targetRefs[${i}]` : 'spec.targetRef';
+      const found = t.kind === 'Gateway' ? ctx.index.get('Gateway', tNs, t.name) : t.kind === 'Service' ? ctx.index.get('Service', tNs, t.name) : t.kind === 'ServiceEntry' ? ctx.index.get('ServiceEntry', tNs, t.name) : undefined;
+      if (!found) ctx.analysis.add('ReferencedResourceNotFound', key, `Referenced ${t.kind} not found: "${tNs}/${t.name}"`, field);
+      targets.push(`${t.kind}/${tNs}/${t.name}`);
+    });
+    return { ...base, scope: 'target', workloads: [], targets: targets.sort() };
+  }
+  const match = spec.selector?.matchLabels;
+  const meshWide = ns === ctx.mesh.rootNamespace && isEmptySelector(spec.selector);
+  const candidates = meshWide ? ctx.workloads : ctx.lookup.inNamespace(ns);
+  const workloads = candidates.filter((w) => matchesLabels(match, w.labels)).map((w) => w.id);
+  const scope = meshWide ? 'mesh' : isEmptySelector(spec.selector) ? 'namespace' : 'workload';
+  if (scope === 'workload' && workloads.length === 0) {
+    ctx.analysis.add('SelectorMatchesNothing', key, `spec.selector matches no workload in namespace ${ns}`, 'spec.selector');
+  }
+  return { ...base, scope, workloads, targets: [] };
+}
+
+/** Rules that look at HTTP attributes can only be enforced by an L7 proxy (a waypoint). */
+function authzNeedsL7(p: Resource<'AuthorizationPolicy'>): boolean {
+  for (const rule of p.spec.rules ?? []) {
+    for (const f of rule.from ?? []) {
+      const s = f.source as Readonly<Record<string, unknown>>;
+      if (s.requestPrincipals || s.notRequestPrincipals) return true;
+    }
+    for (const t of rule.to ?? []) {
+      const o = t.operation as Readonly<Record<string, unknown>>;
+      if (o.methods || o.notMethods || o.paths || o.notPaths || o.hosts || o.notHosts) return true;
+    }
+    for (const w of rule.when ?? []) if (w.key.startsWith('request.')) return true;
+  }
+  return false;
+}
+
+function networkPolicyBinding(ctx: PolicyContext, p: Resource<'NetworkPolicy'>): PolicyBindingModel {
+  const ns = p.namespace!;
+  const selector = p.spec.podSelector as SelectorLike | undefined;
+  const workloads = ctx.lookup.inNamespace(ns).filter((w) => matchesSelector(selector, w.labels)).map((w) => w.id);
+  const scope = isEmptySelector(selector) ? 'namespace' : 'workload';
+  if (scope === 'workload' && workloads.length === 0) {
+    ctx.analysis.add('SelectorMatchesNothing', keyOf(p), `spec.podSelector matches no workload in namespace ${ns}`, 'spec.podSelector');
+  }
+  return { id: `NetworkPolicy/${ns}/${p.name}`, source: keyOf(p), kind: 'NetworkPolicy', namespace: ns, scope, workloads, targets: [], needsL7: false };
+}
+
+interface CiliumRuleLike {
+  readonly endpointSelector?: SelectorLike;
+  readonly nodeSelector?: SelectorLike;
+  readonly ingress?: readonly { readonly toPorts?: readonly { readonly rules?: { readonly http?: readonly unknown[] } }[] }[];
+  readonly egress?: readonly { readonly toPorts?: readonly { readonly rules?: { readonly http?: readonly unknown[] } }[] }[];
+}
+
+function ciliumBinding(ctx: PolicyContext, p: Resource, kind: 'CiliumNetworkPolicy' | 'CiliumClusterwideNetworkPolicy'): PolicyBindingModel {
+  const body = p as unknown as { spec?: CiliumRuleLike; specs?: readonly CiliumRuleLike[] };
+  const rules = body.specs ?? (body.spec ? [body.spec] : []);
+  const ns = p.namespace;
+  const candidates = ns === undefined ? ctx.workloads : ctx.lookup.inNamespace(ns);
+  const ids = new Set<string>();
+  const targets = new Set<string>();
+  let needsL7 = false;
+  for (const rule of rules) {
+    if (rule.nodeSelector) {
+      for (const n of ctx.mesh.nodes ?? []) if (matchesSelector(rule.nodeSelector, n.labels ?? {})) targets.add(`Node/${n.name}`);
+    } else {
+      for (const w of candidates) if (matchesSelector(rule.endpointSelector, w.labels)) ids.add(w.id);
+    }
+    for (const dir of [rule.ingress ?? [], rule.egress ?? []]) {
+      for (const r of dir) for (const tp of r.toPorts ?? []) if ((tp.rules?.http ?? []).length > 0) needsL7 = true;
+    }
+  }
+  const workloads = [...ids].sort();
+  const scope = targets.size > 0 ? 'target' : rules.every((r) => isEmptySelector(r.endpointSelector)) ? (ns === undefined ? 'mesh' : 'namespace') : 'workload';
+  if (scope === 'workload' && workloads.length === 0) {
+    ctx.analysis.add('SelectorMatchesNothing', keyOf(p), `endpointSelector matches no workload${ns ? ` in namespace ${ns}` : ''}`, body.specs ? 'specs' : 'spec.endpointSelector');
+  }
+  const base = { id: `${kind}/${ns === undefined ? '' : `${ns}/`}${p.name}`, source: keyOf(p), kind, scope, workloads, targets: [...targets].sort(), needsL7 } as const;
+  return ns === undefined ? base : { ...base, namespace: ns };
+}
+
+/**
+ * Istio ambient: node proxies enforce L4 only. An L7 rule bound to workloads whose services
+ * have no waypoint cannot be enforced there; say so instead of silently ignoring it.
+ */
+function warnL7WithoutWaypoint(ctx: PolicyContext, policies: readonly PolicyBindingModel[]): void {
+  const behindWaypoint = new Set<string>();
+  for (const s of ctx.services) if (s.waypoint) for (const e of s.endpoints) behindWaypoint.add(e.workload);
+  for (const p of policies) {
+    if (!p.needsL7 || p.scope === 'target') continue;
+    const uncovered = p.workloads.filter((w) => !behindWaypoint.has(w));
+    if (uncovered.length === 0) continue;
+    ctx.analysis.add(
+      'L7PolicyWithoutWaypoint',
+      p.source,
+      `needs an L7 proxy (HTTP methods, paths, headers or JWT), but ${uncovered.length} selected workload(s) have no waypoint (${uncovered.slice(0, 3).join(', ')}${uncovered.length > 3 ? ', ...' : ''}); node proxies enforce only its L4 parts, so L7 ALLOW rules never match there. Label the service istio.io/use-waypoint, or use targetRefs`,
+    );
+  }
+}
