@@ -47,7 +47,10 @@ export function parseArgs(command: string, argv: readonly string[], specs: reado
       spec = byShort.get(name);
     }
     if (!spec) {
-      const candidates = [...specs.map((s) => `--${s.name}`), ...specs.filter((s) => s.short).map((s) => `-${s.short}`)];
+      const candidates = [
+        ...specs.map((s) => `--${s.name}`),
+        ...specs.filter((s) => s.short).map((s) => `-${s.short}`),
+      ];
       const shown = arg.startsWith('--') ? `--${name}` : `-${name}`;
       throw new UsageError(`unknown flag ${shown} for "trellis ${command}"${didYouMean(shown, candidates)}`);
     }

@@ -10,4 +10,9 @@ export interface Command {
   run(args: ParsedArgs, io: Io): number | Promise<number>;
 }
 
-export const HELP_FLAG: FlagSpec = { name: 'help', short: 'h', type: 'boolean', description: 'show help for this command' };
+export const HELP_FLAG: FlagSpec = {
+  name: 'help',
+  short: 'h',
+  type: 'boolean',
+  description: 'show help for this command',
+};

@@ -34,7 +34,13 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
       const topic = name === 'help' ? rest[0] : undefined;
       const c = topic === undefined ? undefined : COMMANDS.find((x) => x.name === topic);
-      if (topic !== undefined && !c) throw new UsageError(`unknown command "${topic}"${didYouMean(topic, COMMANDS.map((x) => x.name))}`);
+      if (topic !== undefined && !c)
+        throw new UsageError(
+          `unknown command "${topic}"${didYouMean(
+            topic,
+            COMMANDS.map((x) => x.name),
+          )}`,
+        );
       io.out(c ? commandHelp(c) : usage());
       return name === undefined ? 2 : 0;
     }
@@ -52,7 +58,9 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
   } catch (e) {
     if (e instanceof UsageError) {
       io.err(`error: ${e.message}`);
-      io.err(`Run "trellis ${name !== undefined && COMMANDS.some((c) => c.name === name) ? `${name} --help` : 'help'}" for usage.`);
+      io.err(
+        `Run "trellis ${name !== undefined && COMMANDS.some((c) => c.name === name) ? `${name} --help` : 'help'}" for usage.`,
+      );
       return 2;
     }
     if (e instanceof TrellisError) {

@@ -1,4 +1,5 @@
 // A problem found in the user's configuration, and how it is printed.
+import { compareStrings } from '../util/compare.js';
 import { formatPath, type Path } from './schema/schema.js';
 
 export type Severity = 'error' | 'warning' | 'info';
@@ -55,9 +56,9 @@ export function formatDiagnostic(d: Diagnostic): string {
 
 export function compareDiagnostics(a: Diagnostic, b: Diagnostic): number {
   return (
-    (a.file ?? '').localeCompare(b.file ?? '') ||
+    compareStrings(a.file ?? '', b.file ?? '') ||
     (a.line ?? 0) - (b.line ?? 0) ||
     (a.column ?? 0) - (b.column ?? 0) ||
-    a.message.localeCompare(b.message)
+    compareStrings(a.message, b.message)
   );
 }

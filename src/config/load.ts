@@ -52,7 +52,10 @@ export function loadPaths(paths: readonly string[]): LoadResult {
 }
 
 /** Documents -> resources. Duplicates (same kind, namespace, name) are errors on the later one. */
-export function loadDocuments(documents: readonly SourceDocument[]): { resources: Resource[]; diagnostics: Diagnostic[] } {
+export function loadDocuments(documents: readonly SourceDocument[]): {
+  resources: Resource[];
+  diagnostics: Diagnostic[];
+} {
   const resources: Resource[] = [];
   const diagnostics: Diagnostic[] = [];
   const seen = new Map<string, Resource>();
@@ -88,7 +91,15 @@ function* expandLists(documents: readonly SourceDocument[], diagnostics: Diagnos
     const v = doc.value;
     if (isPlainObject(v) && v.kind === 'List' && (v.apiVersion === 'v1' || v.apiVersion === undefined)) {
       if (!Array.isArray(v.items)) {
-        diagnostics.push(at(doc, ['items'], 'TRELLIS_ERR_NOT_A_RESOURCE', 'a List needs an "items" list', 'items: a list of resources'));
+        diagnostics.push(
+          at(
+            doc,
+            ['items'],
+            'TRELLIS_ERR_NOT_A_RESOURCE',
+            'a List needs an "items" list',
+            'items: a list of resources',
+          ),
+        );
         continue;
       }
       for (let i = 0; i < v.items.length; i++) {
@@ -105,7 +116,13 @@ function toResource(doc: SourceDocument, diagnostics: Diagnostic[]): Resource | 
   const v = doc.value;
   if (!isPlainObject(v)) {
     diagnostics.push(
-      at(doc, [], 'TRELLIS_ERR_NOT_A_RESOURCE', `this document is ${Array.isArray(v) ? 'a list' : `a ${typeof v}`}, not a resource`, 'a mapping with apiVersion, kind, metadata and spec'),
+      at(
+        doc,
+        [],
+        'TRELLIS_ERR_NOT_A_RESOURCE',
+        `this document is ${Array.isArray(v) ? 'a list' : `a ${typeof v}`}, not a resource`,
+        'a mapping with apiVersion, kind, metadata and spec',
+      ),
     );
     return undefined;
   }
@@ -116,7 +133,13 @@ function toResource(doc: SourceDocument, diagnostics: Diagnostic[]): Resource | 
     const near = closest(missing, Object.keys(v));
     const hint = near !== undefined && near !== missing ? ` (did you mean ${JSON.stringify(near)}?)` : '';
     diagnostics.push(
-      at(doc, v[missing] === undefined ? [] : [missing], 'TRELLIS_ERR_NOT_A_RESOURCE', `document has no ${missing}${hint}`, `${missing}: a string such as ${missing === 'kind' ? '"HTTPRoute"' : '"gateway.networking.k8s.io/v1"'}`),
+      at(
+        doc,
+        v[missing] === undefined ? [] : [missing],
+        'TRELLIS_ERR_NOT_A_RESOURCE',
+        `document has no ${missing}${hint}`,
+        `${missing}: a string such as ${missing === 'kind' ? '"HTTPRoute"' : '"gateway.networking.k8s.io/v1"'}`,
+      ),
     );
     return undefined;
   }
@@ -130,21 +153,44 @@ function toResource(doc: SourceDocument, diagnostics: Diagnostic[]): Resource | 
   if (!def || def.group !== group) {
     const advice = unsupportedAdvice(group, kindText);
     if (advice) {
-      diagnostics.push(at(doc, ['kind'], 'TRELLIS_ERR_UNKNOWN_KIND', `${apiVersion} ${kindText}: ${advice}`, undefined, key));
+      diagnostics.push(
+        at(doc, ['kind'], 'TRELLIS_ERR_UNKNOWN_KIND', `${apiVersion} ${kindText}: ${advice}`, undefined, key),
+      );
     } else if (def) {
       diagnostics.push(
-        at(doc, ['apiVersion'], 'TRELLIS_ERR_API_VERSION', `${kindText} is not served under ${JSON.stringify(apiVersion)}`, servedVersions(def), key),
+        at(
+          doc,
+          ['apiVersion'],
+          'TRELLIS_ERR_API_VERSION',
+          `${kindText} is not served under ${JSON.stringify(apiVersion)}`,
+          servedVersions(def),
+          key,
+        ),
       );
     } else {
       diagnostics.push(
-        at(doc, ['kind'], 'TRELLIS_ERR_UNKNOWN_KIND', `unknown kind ${JSON.stringify(kindText)}${didYouMean(kindText, kindNames())}`, `one of ${kindNames().join(', ')}`, key),
+        at(
+          doc,
+          ['kind'],
+          'TRELLIS_ERR_UNKNOWN_KIND',
+          `unknown kind ${JSON.stringify(kindText)}${didYouMean(kindText, kindNames())}`,
+          `one of ${kindNames().join(', ')}`,
+          key,
+        ),
       );
     }
     return undefined;
   }
   if (!def.versions.includes(version)) {
     diagnostics.push(
-      at(doc, ['apiVersion'], 'TRELLIS_ERR_API_VERSION', `${kindText} is not served under ${JSON.stringify(apiVersion)}`, servedVersions(def), key),
+      at(
+        doc,
+        ['apiVersion'],
+        'TRELLIS_ERR_API_VERSION',
+        `${kindText} is not served under ${JSON.stringify(apiVersion)}`,
+        servedVersions(def),
+        key,
+      ),
     );
     return undefined;
   }
@@ -161,7 +207,12 @@ function toResource(doc: SourceDocument, diagnostics: Diagnostic[]): Resource | 
     namespace = metadata.namespace ?? 'default';
   } else if (metadata.namespace !== undefined) {
     diagnostics.push({
-      ...at(doc, ['metadata', 'namespace'], 'TRELLIS_ERR_INVALID_VALUE', `${kindText} is cluster-scoped; metadata.namespace is ignored`),
+      ...at(
+        doc,
+        ['metadata', 'namespace'],
+        'TRELLIS_ERR_INVALID_VALUE',
+        `${kindText} is cluster-scoped; metadata.namespace is ignored`,
+      ),
       severity: 'warning',
     });
   }

@@ -4,9 +4,16 @@ import type { Diagnostic, Severity } from './diagnostic.js';
 import { parseFieldPath } from './field-path.js';
 import type { Resource } from './resource.js';
 
-const SEVERITY: Readonly<Record<AnalysisMessage['level'], Severity>> = { Error: 'error', Warning: 'warning', Info: 'info' };
+const SEVERITY: Readonly<Record<AnalysisMessage['level'], Severity>> = {
+  Error: 'error',
+  Warning: 'warning',
+  Info: 'info',
+};
 
-export function analysisDiagnostics(messages: readonly AnalysisMessage[], resources: readonly Resource[]): Diagnostic[] {
+export function analysisDiagnostics(
+  messages: readonly AnalysisMessage[],
+  resources: readonly Resource[],
+): Diagnostic[] {
   const byKey = new Map(resources.map((r) => [`${r.kind}/${r.namespace ?? ''}/${r.name}`, r]));
   return messages.map((m) => {
     const r = byKey.get(`${m.resource.kind}/${m.resource.namespace ?? ''}/${m.resource.name}`);
@@ -14,7 +21,9 @@ export function analysisDiagnostics(messages: readonly AnalysisMessage[], resour
     const d: { -readonly [K in keyof Diagnostic]: Diagnostic[K] } = {
       severity: SEVERITY[m.level],
       code: m.code,
-      message: /^(IST|TRL)\d/.test(m.code) ? `${m.message} (${m.code} ${m.name})` : `${m.message} (${m.name}=False, reason ${m.code})`,
+      message: /^(IST|TRL)\d/.test(m.code)
+        ? `${m.message} (${m.code} ${m.name})`
+        : `${m.message} (${m.name}=False, reason ${m.code})`,
       resource: m.resource,
     };
     if (r) d.file = r.source.file;

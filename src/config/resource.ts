@@ -27,7 +27,9 @@ export interface ResourceHeader<K extends KindName> {
 export type Resource<K extends KindName = KindName> = K extends KindName ? ResourceHeader<K> & KindMap[K] : never;
 
 export function keyOf(r: { kind: string; namespace: string | undefined; name: string }): ResourceKey {
-  return r.namespace === undefined ? { kind: r.kind, name: r.name } : { kind: r.kind, namespace: r.namespace, name: r.name };
+  return r.namespace === undefined
+    ? { kind: r.kind, name: r.name }
+    : { kind: r.kind, namespace: r.namespace, name: r.name };
 }
 
 export function isKind<K extends KindName>(r: Resource, kind: K): r is Resource<K> {

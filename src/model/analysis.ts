@@ -24,12 +24,20 @@ export class AnalysisSink {
 
   add(name: AnalysisName, resource: ResourceKey, message: string, field?: string): void {
     const { code, level } = ANALYSIS_CODES[name];
-    const m: AnalysisMessage = field === undefined ? { code, name, level, resource, message } : { code, name, level, resource, field, message };
+    const m: AnalysisMessage =
+      field === undefined ? { code, name, level, resource, message } : { code, name, level, resource, field, message };
     this.messages.push(m);
   }
 
   /** A Gateway API condition that is not healthy, reported with its upstream reason as the code. */
-  condition(type: string, reason: string, resource: ResourceKey, message: string, field?: string, level: AnalysisLevel = 'Error'): void {
+  condition(
+    type: string,
+    reason: string,
+    resource: ResourceKey,
+    message: string,
+    field?: string,
+    level: AnalysisLevel = 'Error',
+  ): void {
     const m: AnalysisMessage = { code: reason, name: type, level, resource, message };
     this.messages.push(field === undefined ? m : { ...m, field });
   }

@@ -28,8 +28,6 @@ export interface GatewayDraft {
   readonly resource: Resource<'Gateway'>;
   readonly model: GatewayModel;
   readonly allowedKinds: ReadonlyMap<string, readonly string[]>;
-  /** Routes attached per listener name (filled in by route attachment). */
-  readonly attached: Map<string, number>;
 }
 
 export function compileGateways(index: ResourceIndex, analysis: AnalysisSink): GatewayDraft[] {
@@ -43,7 +41,12 @@ export function compileGateways(index: ResourceIndex, analysis: AnalysisSink): G
     if (cls) {
       if (!OUR_CONTROLLERS.has(cls.spec.controllerName)) {
         gwConditions.push(
-          condition('Accepted', false, 'Pending', `GatewayClass ${className} belongs to controller ${cls.spec.controllerName}, not Trellis`),
+          condition(
+            'Accepted',
+            false,
+            'Pending',
+            `GatewayClass ${className} belongs to controller ${cls.spec.controllerName}, not Trellis`,
+          ),
         );
       }
       if (className.endsWith('waypoint')) role = 'waypoint';
@@ -67,9 +70,21 @@ export function compileGateways(index: ResourceIndex, analysis: AnalysisSink): G
       const requested = l.allowedRoutes?.kinds;
       let kinds: readonly string[] = supported ?? [];
       if (requested && requested.length > 0) {
-        const ok = requested.filter((k) => (k.group ?? 'gateway.networking.k8s.io') === 'gateway.networking.k8s.io' && kinds.includes(k.kind));
+        const ok = requested.filter(
+          (k) => (k.group ?? 'gateway.networking.k8s.io') === 'gateway.networking.k8s.io' && kinds.includes(k.kind),
+        );
         if (ok.length < requested.length) {
-          conds.push(condition('ResolvedRefs', false, 'InvalidRouteKinds', `listener ${l.name} cannot serve ${requested.filter((k) => !ok.includes(k)).map((k) => k.kind).join(', ')} over ${l.protocol}`));
+          conds.push(
+            condition(
+              'ResolvedRefs',
+              false,
+              'InvalidRouteKinds',
+              `listener ${l.name} cannot serve ${requested
+                .filter((k) => !ok.includes(k))
+                .map((k) => k.kind)
+                .join(', ')} over ${l.protocol}`,
+            ),
+          );
         }
         kinds = ok.map((k) => k.kind);
       }
@@ -80,11 +95,38 @@ export function compileGateways(index: ResourceIndex, analysis: AnalysisSink): G
         const kind = ref.kind ?? 'Secret';
         const field = `spec.listeners[${i}].tls.certificateRefs[${j}]`;
         if ((ref.group ?? '') !== '' || kind !== 'Secret') {
-          conds.push(condition('ResolvedRefs', false, 'InvalidCertificateRef', `${field}: only core Secrets are supported, got ${kind}`));
-        } else if (!referenceAllowed(index, { group: 'gateway.networking.k8s.io', kind: 'Gateway', namespace: ns }, { group: '', kind: 'Secret', namespace: refNs, name: ref.name })) {
-          conds.push(condition('ResolvedRefs', false, 'RefNotPermitted', `${field}: Secret ${refNs}/${ref.name} is in another namespace and no ReferenceGrant allows it`));
+          conds.push(
+            condition(
+              'ResolvedRefs',
+              false,
+              'InvalidCertificateRef',
+              `${field}: only core Secrets are supported, got ${kind}`,
+            ),
+          );
+        } else if (
+          !referenceAllowed(
+            index,
+            { group: 'gateway.networking.k8s.io', kind: 'Gateway', namespace: ns },
+            { group: '', kind: 'Secret', namespace: refNs, name: ref.name },
+          )
+        ) {
+          conds.push(
+            condition(
+              'ResolvedRefs',
+              false,
+              'RefNotPermitted',
+              `${field}: Secret ${refNs}/${ref.name} is in another namespace and no ReferenceGrant allows it`,
+            ),
+          );
         } else if (!index.get('Secret', refNs, ref.name)) {
-          conds.push(condition('ResolvedRefs', false, 'InvalidCertificateRef', `${field}: Secret ${refNs}/${ref.name} not found`));
+          conds.push(
+            condition(
+              'ResolvedRefs',
+              false,
+              'InvalidCertificateRef',
+              `${field}: Secret ${refNs}/${ref.name} not found`,
+            ),
+          );
         } else {
           certificates.push(`Secret/${refNs}/${ref.name}`);
         }
@@ -110,7 +152,6 @@ export function compileGateways(index: ResourceIndex, analysis: AnalysisSink): G
     drafts.push({
       resource: gw,
       allowedKinds,
-      attached: new Map(),
       model: {
         id: `Gateway/${ns}/${gw.name}`,
         source: keyOf(gw),
@@ -133,29 +174,58 @@ function detectConflicts(listeners: ListenerModel[]): void {
       const a = listeners[i]!;
       const b = listeners[j]!;
       if (a.port !== b.port) continue;
-      const compatible = (a.protocol === 'HTTPS' && b.protocol === 'TLS') || (a.protocol === 'TLS' && b.protocol === 'HTTPS');
+      const compatible =
+        (a.protocol === 'HTTPS' && b.protocol === 'TLS') || (a.protocol === 'TLS' && b.protocol === 'HTTPS');
       if (a.protocol !== b.protocol && !compatible) {
-        (a.conditions as ConditionModel[]).push(condition('Conflicted', true, 'ProtocolConflict', `port ${a.port} is also used by listener ${b.name} with protocol ${b.protocol}`));
+        (a.conditions as ConditionModel[]).push(
+          condition(
+            'Conflicted',
+            true,
+            'ProtocolConflict',
+            `port ${a.port} is also used by listener ${b.name} with protocol ${b.protocol}`,
+          ),
+        );
       } else if ((a.hostname ?? '') === (b.hostname ?? '')) {
-        (a.conditions as ConditionModel[]).push(condition('Conflicted', true, 'HostnameConflict', `port ${a.port} and hostname ${a.hostname ?? '(any)'} are also used by listener ${b.name}`));
+        (a.conditions as ConditionModel[]).push(
+          condition(
+            'Conflicted',
+            true,
+            'HostnameConflict',
+            `port ${a.port} and hostname ${a.hostname ?? '(any)'} are also used by listener ${b.name}`,
+          ),
+        );
       }
     }
   }
 }
 
 /** Final GatewayModel with attached route counts and the Accepted/Programmed conditions. */
-export function finishGateway(d: GatewayDraft): GatewayModel {
+export function finishGateway(d: GatewayDraft, attachedCounts: ReadonlyMap<string, number>): GatewayModel {
   const listeners = d.model.listeners.map((l) => {
     const ok = !l.conditions.some((c) => (c.type === 'Conflicted' ? c.status === 'True' : c.status === 'False'));
-    const base = l.conditions.length ? l.conditions : [condition('ResolvedRefs', true, 'ResolvedRefs', 'all references resolved')];
+    const base = l.conditions.length
+      ? l.conditions
+      : [condition('ResolvedRefs', true, 'ResolvedRefs', 'all references resolved')];
     return {
       ...l,
-      attachedRoutes: d.attached.get(l.name) ?? 0,
-      conditions: [...base, condition('Accepted', ok, ok ? 'Accepted' : 'Invalid', ok ? 'listener accepted' : 'listener has problems'), condition('Programmed', ok, ok ? 'Programmed' : 'Invalid', ok ? 'listener ready' : 'listener not programmed')],
+      attachedRoutes: attachedCounts.get(`${d.model.id}/${l.name}`) ?? 0,
+      conditions: [
+        ...base,
+        condition('Accepted', ok, ok ? 'Accepted' : 'Invalid', ok ? 'listener accepted' : 'listener has problems'),
+        condition('Programmed', ok, ok ? 'Programmed' : 'Invalid', ok ? 'listener ready' : 'listener not programmed'),
+      ],
     };
   });
   const conditions = d.model.conditions.length
     ? d.model.conditions
-    : [condition('Accepted', true, 'Accepted', 'accepted by Trellis'), condition('Programmed', listeners.every((l) => l.conditions.every((c) => c.type !== 'Programmed' || c.status === 'True')), 'Programmed', 'configuration compiled')];
+    : [
+        condition('Accepted', true, 'Accepted', 'accepted by Trellis'),
+        condition(
+          'Programmed',
+          listeners.every((l) => l.conditions.every((c) => c.type !== 'Programmed' || c.status === 'True')),
+          'Programmed',
+          'configuration compiled',
+        ),
+      ];
   return { ...d.model, listeners, conditions };
 }

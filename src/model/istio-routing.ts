@@ -31,7 +31,12 @@ export function compileDestinationRules(
     const svc = byHost.get(host);
     const prev = seen.get(host);
     if (prev && !dr.spec.workloadSelector && !prev.spec.workloadSelector) {
-      analysis.add('ConflictingDestinationRules', keyOf(dr), `DestinationRule ${prev.namespace}/${prev.name} also configures host ${host}; only the first (by namespace/name) applies`, 'spec.host');
+      analysis.add(
+        'ConflictingDestinationRules',
+        keyOf(dr),
+        `DestinationRule ${prev.namespace}/${prev.name} also configures host ${host}; only the first (by namespace/name) applies`,
+        'spec.host',
+      );
     } else {
       seen.set(host, dr);
     }
@@ -40,10 +45,21 @@ export function compileDestinationRules(
       const eps = (svc?.endpoints ?? []).filter((e) => matchesLabels(s.labels, e.labels)).map((e) => e.workload);
       subsets[s.name] = eps;
       if (svc && eps.length === 0) {
-        analysis.add('DestinationRuleSubsetNotSelectPods', keyOf(dr), `subset ${JSON.stringify(s.name)} selects no endpoint of ${host}`, `spec.subsets[${i}]`);
+        analysis.add(
+          'DestinationRuleSubsetNotSelectPods',
+          keyOf(dr),
+          `subset ${JSON.stringify(s.name)} selects no endpoint of ${host}`,
+          `spec.subsets[${i}]`,
+        );
       }
     });
-    const m: { -readonly [K in keyof DestinationRuleModel]: DestinationRuleModel[K] } = { id: `DestinationRule/${ns}/${dr.name}`, source: keyOf(dr), namespace: ns, host, subsets };
+    const m: { -readonly [K in keyof DestinationRuleModel]: DestinationRuleModel[K] } = {
+      id: `DestinationRule/${ns}/${dr.name}`,
+      source: keyOf(dr),
+      namespace: ns,
+      host,
+      subsets,
+    };
     if (svc) m.service = svc.id;
     return m;
   });
@@ -68,13 +84,24 @@ export function compileVirtualServices(
       if (g === 'mesh') return;
       const [gwNs, gwName] = g.includes('/') ? (g.split('/') as [string, string]) : [ns, g];
       if (!index.get('Gateway', gwNs, gwName)) {
-        analysis.add('ReferencedResourceNotFound', key, `Referenced gateway not found: ${JSON.stringify(g)}`, `spec.gateways[${i}]`);
+        analysis.add(
+          'ReferencedResourceNotFound',
+          key,
+          `Referenced gateway not found: ${JSON.stringify(g)}`,
+          `spec.gateways[${i}]`,
+        );
       }
     });
     if (gateways.includes('mesh')) {
       hosts.forEach((h, i) => {
         const other = meshHosts.get(h);
-        if (other) analysis.add('ConflictingMeshGatewayVirtualServiceHosts', key, `host ${h} is also routed by VirtualService ${other} for the mesh gateway`, `spec.hosts[${i}]`);
+        if (other)
+          analysis.add(
+            'ConflictingMeshGatewayVirtualServiceHosts',
+            key,
+            `host ${h} is also routed by VirtualService ${other} for the mesh gateway`,
+            `spec.hosts[${i}]`,
+          );
         else meshHosts.set(h, `${ns}/${vs.name}`);
       });
     }
@@ -86,21 +113,41 @@ export function compileVirtualServices(
       let resolved = true;
       if (!svc) {
         resolved = false;
-        analysis.add('ReferencedResourceNotFound', key, `Referenced host not found: ${JSON.stringify(dest.host)}`, `${field}.host`);
+        analysis.add(
+          'ReferencedResourceNotFound',
+          key,
+          `Referenced host not found: ${JSON.stringify(dest.host)}`,
+          `${field}.host`,
+        );
       } else {
         if (dest.port?.number === undefined && svc.ports.length > 1) {
-          analysis.add('VirtualServiceDestinationPortSelectorRequired', key, `${host} has ${svc.ports.length} ports; the destination must name one`, `${field}.port`);
+          analysis.add(
+            'VirtualServiceDestinationPortSelectorRequired',
+            key,
+            `${host} has ${svc.ports.length} ports; the destination must name one`,
+            `${field}.port`,
+          );
         }
         if (dest.port?.number !== undefined && !svc.ports.some((p) => p.port === dest.port!.number)) {
           resolved = false;
-          analysis.add('ReferencedResourceNotFound', key, `Referenced port not found: ${host} has no port ${dest.port.number}`, `${field}.port.number`);
+          analysis.add(
+            'ReferencedResourceNotFound',
+            key,
+            `Referenced port not found: ${host} has no port ${dest.port.number}`,
+            `${field}.port.number`,
+          );
         }
       }
       if (dest.subset !== undefined) {
         const dr = drByHost.get(host);
         if (!dr || !(dest.subset in dr.subsets)) {
           resolved = false;
-          analysis.add('ReferencedResourceNotFound', key, `Referenced host+subset in destinationrule not found: "${dest.host}+${dest.subset}"`, `${field}.subset`);
+          analysis.add(
+            'ReferencedResourceNotFound',
+            key,
+            `Referenced host+subset in destinationrule not found: "${dest.host}+${dest.subset}"`,
+            `${field}.subset`,
+          );
         }
       }
       const b: { -readonly [K in keyof BackendModel]: BackendModel[K] } = { weight, field, resolved };
@@ -109,7 +156,13 @@ export function compileVirtualServices(
       if (dest.subset !== undefined) b.subset = dest.subset;
       backends.push(b);
     };
-    const routeLists: [string, readonly { readonly route?: readonly { readonly destination: Destination; readonly weight?: number }[] }[] | undefined][] = [
+    const routeLists: [
+      string,
+      (
+        | readonly { readonly route?: readonly { readonly destination: Destination; readonly weight?: number }[] }[]
+        | undefined
+      ),
+    ][] = [
       ['http', vs.spec.http],
       ['tcp', vs.spec.tcp],
       ['tls', vs.spec.tls],
@@ -117,14 +170,22 @@ export function compileVirtualServices(
     for (const [section, list] of routeLists) {
       (list ?? []).forEach((r, i) => {
         const routes = r.route ?? [];
-        routes.forEach((d, j) => visit(d.destination, `spec.${section}[${i}].route[${j}].destination`, d.weight ?? (routes.length === 1 ? 100 : 0)));
+        routes.forEach((d, j) =>
+          visit(
+            d.destination,
+            `spec.${section}[${i}].route[${j}].destination`,
+            d.weight ?? (routes.length === 1 ? 100 : 0),
+          ),
+        );
       });
     }
     (vs.spec.http ?? []).forEach((r, i) => {
       if (r.mirror) visit(r.mirror, `spec.http[${i}].mirror`, 0);
       (r.mirrors ?? []).forEach((m, j) => visit(m.destination, `spec.http[${i}].mirrors[${j}].destination`, 0));
     });
-    const services = [...new Set(hosts.map((h) => byHost.get(h)?.id).filter((x): x is string => x !== undefined))].sort();
+    const services = [
+      ...new Set(hosts.map((h) => byHost.get(h)?.id).filter((x): x is string => x !== undefined)),
+    ].sort();
     return { id: `VirtualService/${ns}/${vs.name}`, source: key, namespace: ns, hosts, services, gateways, backends };
   });
 }

@@ -32,17 +32,27 @@ export interface PolicyContext {
 
 export function compilePolicies(ctx: PolicyContext): PolicyBindingModel[] {
   const out: PolicyBindingModel[] = [];
-  for (const p of ctx.index.all('AuthorizationPolicy')) out.push(istioBinding(ctx, p, 'AuthorizationPolicy', p.spec, authzNeedsL7(p)));
-  for (const p of ctx.index.all('PeerAuthentication')) out.push(istioBinding(ctx, p, 'PeerAuthentication', p.spec, false));
-  for (const p of ctx.index.all('RequestAuthentication')) out.push(istioBinding(ctx, p, 'RequestAuthentication', p.spec, true));
+  for (const p of ctx.index.all('AuthorizationPolicy'))
+    out.push(istioBinding(ctx, p, 'AuthorizationPolicy', p.spec, authzNeedsL7(p)));
+  for (const p of ctx.index.all('PeerAuthentication'))
+    out.push(istioBinding(ctx, p, 'PeerAuthentication', p.spec, false));
+  for (const p of ctx.index.all('RequestAuthentication'))
+    out.push(istioBinding(ctx, p, 'RequestAuthentication', p.spec, true));
   for (const p of ctx.index.all('NetworkPolicy')) out.push(networkPolicyBinding(ctx, p));
   for (const p of ctx.index.all('CiliumNetworkPolicy')) out.push(ciliumBinding(ctx, p, 'CiliumNetworkPolicy'));
-  for (const p of ctx.index.all('CiliumClusterwideNetworkPolicy')) out.push(ciliumBinding(ctx, p, 'CiliumClusterwideNetworkPolicy'));
+  for (const p of ctx.index.all('CiliumClusterwideNetworkPolicy'))
+    out.push(ciliumBinding(ctx, p, 'CiliumClusterwideNetworkPolicy'));
   warnL7WithoutWaypoint(ctx, out);
   return out;
 }
 
-function istioBinding(ctx: PolicyContext, r: Resource, kind: PolicyKind, spec: IstioPolicyLike, needsL7: boolean): PolicyBindingModel {
+function istioBinding(
+  ctx: PolicyContext,
+  r: Resource,
+  kind: PolicyKind,
+  spec: IstioPolicyLike,
+  needsL7: boolean,
+): PolicyBindingModel {
   const ns = r.namespace!;
   const key = keyOf(r);
   const base = { id: `${kind}/${ns}/${r.name}`, source: key, kind, namespace: ns, needsL7 };
@@ -52,8 +62,21 @@ function istioBinding(ctx: PolicyContext, r: Resource, kind: PolicyKind, spec: I
     refs.forEach((t, i) => {
       const tNs = t.namespace ?? ns;
       const field = spec.targetRefs ? `spec.targetRefs[${i}]` : 'spec.targetRef';
-      const found = t.kind === 'Gateway' ? ctx.index.get('Gateway', tNs, t.name) : t.kind === 'Service' ? ctx.index.get('Service', tNs, t.name) : t.kind === 'ServiceEntry' ? ctx.index.get('ServiceEntry', tNs, t.name) : undefined;
-      if (!found) ctx.analysis.add('ReferencedResourceNotFound', key, `Referenced ${t.kind} not found: "${tNs}/${t.name}"`, field);
+      const found =
+        t.kind === 'Gateway'
+          ? ctx.index.get('Gateway', tNs, t.name)
+          : t.kind === 'Service'
+            ? ctx.index.get('Service', tNs, t.name)
+            : t.kind === 'ServiceEntry'
+              ? ctx.index.get('ServiceEntry', tNs, t.name)
+              : undefined;
+      if (!found)
+        ctx.analysis.add(
+          'ReferencedResourceNotFound',
+          key,
+          `Referenced ${t.kind} not found: "${tNs}/${t.name}"`,
+          field,
+        );
       targets.push(`${t.kind}/${tNs}/${t.name}`);
     });
     return { ...base, scope: 'target', workloads: [], targets: targets.sort() };
@@ -64,7 +87,12 @@ function istioBinding(ctx: PolicyContext, r: Resource, kind: PolicyKind, spec: I
   const workloads = candidates.filter((w) => matchesLabels(match, w.labels)).map((w) => w.id);
   const scope = meshWide ? 'mesh' : isEmptySelector(spec.selector) ? 'namespace' : 'workload';
   if (scope === 'workload' && workloads.length === 0) {
-    ctx.analysis.add('SelectorMatchesNothing', key, `spec.selector matches no workload in namespace ${ns}`, 'spec.selector');
+    ctx.analysis.add(
+      'SelectorMatchesNothing',
+      key,
+      `spec.selector matches no workload in namespace ${ns}`,
+      'spec.selector',
+    );
   }
   return { ...base, scope, workloads, targets: [] };
 }
@@ -88,22 +116,47 @@ function authzNeedsL7(p: Resource<'AuthorizationPolicy'>): boolean {
 function networkPolicyBinding(ctx: PolicyContext, p: Resource<'NetworkPolicy'>): PolicyBindingModel {
   const ns = p.namespace!;
   const selector = p.spec.podSelector as SelectorLike | undefined;
-  const workloads = ctx.lookup.inNamespace(ns).filter((w) => matchesSelector(selector, w.labels)).map((w) => w.id);
+  const workloads = ctx.lookup
+    .inNamespace(ns)
+    .filter((w) => matchesSelector(selector, w.labels))
+    .map((w) => w.id);
   const scope = isEmptySelector(selector) ? 'namespace' : 'workload';
   if (scope === 'workload' && workloads.length === 0) {
-    ctx.analysis.add('SelectorMatchesNothing', keyOf(p), `spec.podSelector matches no workload in namespace ${ns}`, 'spec.podSelector');
+    ctx.analysis.add(
+      'SelectorMatchesNothing',
+      keyOf(p),
+      `spec.podSelector matches no workload in namespace ${ns}`,
+      'spec.podSelector',
+    );
   }
-  return { id: `NetworkPolicy/${ns}/${p.name}`, source: keyOf(p), kind: 'NetworkPolicy', namespace: ns, scope, workloads, targets: [], needsL7: false };
+  return {
+    id: `NetworkPolicy/${ns}/${p.name}`,
+    source: keyOf(p),
+    kind: 'NetworkPolicy',
+    namespace: ns,
+    scope,
+    workloads,
+    targets: [],
+    needsL7: false,
+  };
 }
 
 interface CiliumRuleLike {
   readonly endpointSelector?: SelectorLike;
   readonly nodeSelector?: SelectorLike;
-  readonly ingress?: readonly { readonly toPorts?: readonly { readonly rules?: { readonly http?: readonly unknown[] } }[] }[];
-  readonly egress?: readonly { readonly toPorts?: readonly { readonly rules?: { readonly http?: readonly unknown[] } }[] }[];
+  readonly ingress?: readonly {
+    readonly toPorts?: readonly { readonly rules?: { readonly http?: readonly unknown[] } }[];
+  }[];
+  readonly egress?: readonly {
+    readonly toPorts?: readonly { readonly rules?: { readonly http?: readonly unknown[] } }[];
+  }[];
 }
 
-function ciliumBinding(ctx: PolicyContext, p: Resource, kind: 'CiliumNetworkPolicy' | 'CiliumClusterwideNetworkPolicy'): PolicyBindingModel {
+function ciliumBinding(
+  ctx: PolicyContext,
+  p: Resource,
+  kind: 'CiliumNetworkPolicy' | 'CiliumClusterwideNetworkPolicy',
+): PolicyBindingModel {
   const body = p as unknown as { spec?: CiliumRuleLike; specs?: readonly CiliumRuleLike[] };
   const rules = body.specs ?? (body.spec ? [body.spec] : []);
   const ns = p.namespace;
@@ -113,7 +166,8 @@ function ciliumBinding(ctx: PolicyContext, p: Resource, kind: 'CiliumNetworkPoli
   let needsL7 = false;
   for (const rule of rules) {
     if (rule.nodeSelector) {
-      for (const n of ctx.mesh.nodes ?? []) if (matchesSelector(rule.nodeSelector, n.labels ?? {})) targets.add(`Node/${n.name}`);
+      for (const n of ctx.mesh.nodes ?? [])
+        if (matchesSelector(rule.nodeSelector, n.labels ?? {})) targets.add(`Node/${n.name}`);
     } else {
       for (const w of candidates) if (matchesSelector(rule.endpointSelector, w.labels)) ids.add(w.id);
     }
@@ -122,11 +176,31 @@ function ciliumBinding(ctx: PolicyContext, p: Resource, kind: 'CiliumNetworkPoli
     }
   }
   const workloads = [...ids].sort();
-  const scope = targets.size > 0 ? 'target' : rules.every((r) => isEmptySelector(r.endpointSelector)) ? (ns === undefined ? 'mesh' : 'namespace') : 'workload';
+  const scope =
+    targets.size > 0
+      ? 'target'
+      : rules.every((r) => isEmptySelector(r.endpointSelector))
+        ? ns === undefined
+          ? 'mesh'
+          : 'namespace'
+        : 'workload';
   if (scope === 'workload' && workloads.length === 0) {
-    ctx.analysis.add('SelectorMatchesNothing', keyOf(p), `endpointSelector matches no workload${ns ? ` in namespace ${ns}` : ''}`, body.specs ? 'specs' : 'spec.endpointSelector');
+    ctx.analysis.add(
+      'SelectorMatchesNothing',
+      keyOf(p),
+      `endpointSelector matches no workload${ns ? ` in namespace ${ns}` : ''}`,
+      body.specs ? 'specs' : 'spec.endpointSelector',
+    );
   }
-  const base = { id: `${kind}/${ns === undefined ? '' : `${ns}/`}${p.name}`, source: keyOf(p), kind, scope, workloads, targets: [...targets].sort(), needsL7 } as const;
+  const base = {
+    id: `${kind}/${ns === undefined ? '' : `${ns}/`}${p.name}`,
+    source: keyOf(p),
+    kind,
+    scope,
+    workloads,
+    targets: [...targets].sort(),
+    needsL7,
+  } as const;
   return ns === undefined ? base : { ...base, namespace: ns };
 }
 

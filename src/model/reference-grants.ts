@@ -24,7 +24,10 @@ export function referenceAllowed(index: ResourceIndex, from: RefFrom, to: RefTo)
     );
     if (!fromOk) continue;
     const toOk = grant.spec.to.some(
-      (t) => coreGroup(t.group) === coreGroup(to.group) && t.kind === to.kind && (t.name === undefined || t.name === to.name),
+      (t) =>
+        coreGroup(t.group) === coreGroup(to.group) &&
+        t.kind === to.kind &&
+        (t.name === undefined || t.name === to.name),
     );
     if (toOk) return true;
   }

@@ -1,11 +1,21 @@
 // Gateway API routes -> attached to Gateway listeners or (GAMMA) Services, backends resolved,
 // with the upstream Accepted / ResolvedRefs conditions and reasons.
 import { keyOf } from '../config/resource.js';
-import type { AnalysisSink } from './analysis.js';
+import { AnalysisSink } from './analysis.js';
 import { condition, CONTROLLER_NAME, hostnamesIntersect } from './conditions.js';
 import type { GatewayDraft } from './gateways.js';
-import type { BackendModel, ConditionModel, ParentRefModel, RouteModel, RouteParentStatus, RouteRuleModel, ServiceModel } from './mesh-model.js';
-import { referenceAllowed } from './reference-grants.js';
+import type {
+  BackendModel,
+  ConditionModel,
+  ParentRefModel,
+  RouteModel,
+  RouteParentStatus,
+  RouteRuleModel,
+  ServiceModel,
+  AnalysisMessage,
+  ResourceStatusModel,
+} from './mesh-model.js';
+import { referenceAllowed, type RefFrom, type RefTo } from './reference-grants.js';
 import type { ResourceIndex } from './resource-index.js';
 import { matchesSelector } from './selectors.js';
 
@@ -27,7 +37,7 @@ interface BackendRefLike {
   readonly port?: number;
   readonly weight?: number;
 }
-interface RouteLike {
+export interface RouteLike {
   readonly kind: RouteModel['kind'];
   readonly namespace: string | undefined;
   readonly name: string;
@@ -45,29 +55,42 @@ export interface ServiceLookup {
   byServiceEntry(namespace: string, name: string): ServiceModel | undefined;
 }
 
-export function compileRoutes(
-  index: ResourceIndex,
-  gateways: readonly GatewayDraft[],
-  services: ServiceLookup,
-  analysis: AnalysisSink,
-): RouteModel[] {
+/** What compiling a route may look at: narrow lookups, so results can be cached by what was looked up. */
+export interface RouteEnv extends ServiceLookup {
+  gateway(namespace: string, name: string): GatewayDraft | undefined;
+  namespaceLabels(namespace: string): Readonly<Record<string, string>> | undefined;
+  referenceAllowed(from: RefFrom, to: RefTo): boolean;
+}
+
+export interface CompiledRoute {
+  readonly model: RouteModel;
+  readonly status: ResourceStatusModel;
+  readonly messages: readonly AnalysisMessage[];
+}
+
+export function routeEnv(index: ResourceIndex, gateways: readonly GatewayDraft[], services: ServiceLookup): RouteEnv {
   const gwByKey = new Map(gateways.map((g) => [`${g.model.namespace}/${g.model.name}`, g]));
-  const routes: RouteLike[] = [
+  return {
+    byKey: (ns, name) => services.byKey(ns, name),
+    byHostname: (h) => services.byHostname(h),
+    byServiceEntry: (ns, name) => services.byServiceEntry(ns, name),
+    gateway: (ns, name) => gwByKey.get(`${ns}/${name}`),
+    namespaceLabels: (ns) => index.get('Namespace', undefined, ns)?.metadata.labels,
+    referenceAllowed: (from, to) => referenceAllowed(index, from, to),
+  };
+}
+
+export function routeResources(index: ResourceIndex): RouteLike[] {
+  return [
     ...(index.all('HTTPRoute') as readonly RouteLike[]),
     ...(index.all('GRPCRoute') as readonly RouteLike[]),
     ...(index.all('TCPRoute') as readonly RouteLike[]),
     ...(index.all('TLSRoute') as readonly RouteLike[]),
   ];
-  return routes.map((r) => compileRoute(r, index, gwByKey, services, analysis));
 }
 
-function compileRoute(
-  route: RouteLike,
-  index: ResourceIndex,
-  gwByKey: ReadonlyMap<string, GatewayDraft>,
-  services: ServiceLookup,
-  analysis: AnalysisSink,
-): RouteModel {
+export function compileRoute(route: RouteLike, env: RouteEnv): CompiledRoute {
+  const analysis = new AnalysisSink();
   const ns = route.namespace!;
   const key = keyOf(route);
   const hostnames = route.spec.hostnames ?? [];
@@ -77,9 +100,13 @@ function compileRoute(
   const rules: RouteRuleModel[] = (route.spec.rules ?? []).map((rule, ri) => {
     const backends = (rule.backendRefs ?? []).map((b, bi) => {
       const field = `spec.rules[${ri}].backendRefs[${bi}]`;
-      const res = resolveBackend(route, b, index, services);
+      const res = resolveBackend(route, b, env);
       if (res.problem) refProblems.push({ ...res.problem, field });
-      const m: { -readonly [K in keyof BackendModel]: BackendModel[K] } = { weight: b.weight ?? 1, field, resolved: !res.problem };
+      const m: { -readonly [K in keyof BackendModel]: BackendModel[K] } = {
+        weight: b.weight ?? 1,
+        field,
+        resolved: !res.problem,
+      };
       if (res.service) m.service = res.service.id;
       if (b.port !== undefined) m.port = b.port;
       return m;
@@ -101,12 +128,13 @@ function compileRoute(
       ...(p.sectionName !== undefined ? { sectionName: p.sectionName } : {}),
       ...(p.port !== undefined ? { port: p.port } : {}),
     };
-    const accepted = attach(route, parentRef, hostnames, index, gwByKey, services, attachedTo);
-    if (accepted.status === 'False') analysis.condition('Accepted', accepted.reason, key, accepted.message, `spec.parentRefs[${pi}]`);
+    const accepted = attach(route, parentRef, hostnames, env, attachedTo);
+    if (accepted.status === 'False')
+      analysis.condition('Accepted', accepted.reason, key, accepted.message, `spec.parentRefs[${pi}]`);
     return { parentRef, controllerName: CONTROLLER_NAME, conditions: [accepted, resolvedRefs] };
   });
 
-  return {
+  const model: RouteModel = {
     id: `${route.kind}/${ns}/${route.name}`,
     source: key,
     kind: route.kind,
@@ -116,41 +144,62 @@ function compileRoute(
     attachedTo: attachedTo.sort(),
     parents,
   };
+  return { model, status: { resource: key, parents }, messages: analysis.messages };
 }
 
 function attach(
   route: RouteLike,
   ref: ParentRefModel,
   hostnames: readonly string[],
-  index: ResourceIndex,
-  gwByKey: ReadonlyMap<string, GatewayDraft>,
-  services: ServiceLookup,
+  env: RouteEnv,
   attachedTo: string[],
 ): ConditionModel {
   const ns = route.namespace!;
   const group = ref.group === 'core' ? '' : ref.group;
   if (group === '' && ref.kind === 'Service') {
     // GAMMA: a route whose parent is a Service configures mesh traffic to it.
-    const svc = services.byKey(ref.namespace, ref.name);
-    if (!svc) return condition('Accepted', false, 'NoMatchingParent', `parent Service ${ref.namespace}/${ref.name} not found`);
+    const svc = env.byKey(ref.namespace, ref.name);
+    if (!svc)
+      return condition('Accepted', false, 'NoMatchingParent', `parent Service ${ref.namespace}/${ref.name} not found`);
     if (ref.port !== undefined && !svc.ports.some((p) => p.port === ref.port)) {
-      return condition('Accepted', false, 'NoMatchingParent', `Service ${ref.namespace}/${ref.name} has no port ${ref.port}`);
+      return condition(
+        'Accepted',
+        false,
+        'NoMatchingParent',
+        `Service ${ref.namespace}/${ref.name} has no port ${ref.port}`,
+      );
     }
     attachedTo.push(svc.id);
     return condition('Accepted', true, 'Accepted', `attached to Service ${ref.namespace}/${ref.name}`);
   }
   if (group !== GW_GROUP || ref.kind !== 'Gateway') {
-    return condition('Accepted', false, 'UnsupportedValue', `parentRef kind ${ref.group}/${ref.kind} is not supported (use a Gateway, or a Service for mesh routes)`);
+    return condition(
+      'Accepted',
+      false,
+      'UnsupportedValue',
+      `parentRef kind ${ref.group}/${ref.kind} is not supported (use a Gateway, or a Service for mesh routes)`,
+    );
   }
-  const gw = gwByKey.get(`${ref.namespace}/${ref.name}`);
-  if (!gw) return condition('Accepted', false, 'NoMatchingParent', `parent Gateway ${ref.namespace}/${ref.name} not found`);
+  const gw = env.gateway(ref.namespace, ref.name);
+  if (!gw)
+    return condition('Accepted', false, 'NoMatchingParent', `parent Gateway ${ref.namespace}/${ref.name} not found`);
 
   let candidates = gw.model.listeners;
   if (ref.sectionName !== undefined) candidates = candidates.filter((l) => l.name === ref.sectionName);
   if (ref.port !== undefined) candidates = candidates.filter((l) => l.port === ref.port);
   if (candidates.length === 0) {
-    const what = [ref.sectionName !== undefined ? `sectionName ${ref.sectionName}` : '', ref.port !== undefined ? `port ${ref.port}` : ''].filter(Boolean).join(' and ');
-    return condition('Accepted', false, 'NoMatchingParent', `Gateway ${ref.namespace}/${ref.name} has no listener with ${what}`);
+    const what = [
+      ref.sectionName !== undefined ? `sectionName ${ref.sectionName}` : '',
+      ref.port !== undefined ? `port ${ref.port}` : '',
+    ]
+      .filter(Boolean)
+      .join(' and ');
+    return condition(
+      'Accepted',
+      false,
+      'NoMatchingParent',
+      `Gateway ${ref.namespace}/${ref.name} has no listener with ${what}`,
+    );
   }
   const gwSpec = gw.resource.spec;
   let allowedSomewhere = false;
@@ -162,30 +211,39 @@ function attach(
     const from = spec.allowedRoutes?.namespaces?.from ?? 'Same';
     let nsOk = from === 'All' || (from === 'Same' && ns === gw.model.namespace);
     if (from === 'Selector') {
-      const nsLabels = index.get('Namespace', undefined, ns)?.metadata.labels ?? {};
+      const nsLabels = env.namespaceLabels(ns) ?? {};
       const labels = { 'kubernetes.io/metadata.name': ns, ...nsLabels };
       const sel = spec.allowedRoutes?.namespaces?.selector;
       nsOk = matchesSelector(sel, labels);
     }
     if (!nsOk) continue;
     allowedSomewhere = true;
-    if (l.hostname !== undefined && hostnames.length > 0 && !hostnames.some((h) => hostnamesIntersect(h, l.hostname!))) continue;
+    if (l.hostname !== undefined && hostnames.length > 0 && !hostnames.some((h) => hostnamesIntersect(h, l.hostname!)))
+      continue;
     accepted = true;
-    gw.attached.set(l.name, (gw.attached.get(l.name) ?? 0) + 1);
     attachedTo.push(`${gw.model.id}/${l.name}`);
   }
   if (accepted) return condition('Accepted', true, 'Accepted', `attached to Gateway ${ref.namespace}/${ref.name}`);
   if (!allowedSomewhere) {
-    return condition('Accepted', false, 'NotAllowedByListeners', `no listener of Gateway ${ref.namespace}/${ref.name} allows ${route.kind} from namespace ${ns}`);
+    return condition(
+      'Accepted',
+      false,
+      'NotAllowedByListeners',
+      `no listener of Gateway ${ref.namespace}/${ref.name} allows ${route.kind} from namespace ${ns}`,
+    );
   }
-  return condition('Accepted', false, 'NoMatchingListenerHostname', `hostnames ${hostnames.join(', ')} match no listener hostname of Gateway ${ref.namespace}/${ref.name}`);
+  return condition(
+    'Accepted',
+    false,
+    'NoMatchingListenerHostname',
+    `hostnames ${hostnames.join(', ')} match no listener hostname of Gateway ${ref.namespace}/${ref.name}`,
+  );
 }
 
 function resolveBackend(
   route: RouteLike,
   b: BackendRefLike,
-  index: ResourceIndex,
-  services: ServiceLookup,
+  env: RouteEnv,
 ): { service?: ServiceModel; problem?: { reason: string; message: string } } {
   const ns = route.namespace!;
   const group = b.group === undefined || b.group === 'core' ? '' : b.group;
@@ -193,21 +251,41 @@ function resolveBackend(
   const refNs = b.namespace ?? ns;
   let svc: ServiceModel | undefined;
   if (group === '' && kind === 'Service') {
-    svc = services.byKey(refNs, b.name);
+    svc = env.byKey(refNs, b.name);
   } else if (group === 'networking.istio.io' && kind === 'Hostname') {
-    svc = services.byHostname(b.name);
+    svc = env.byHostname(b.name);
   } else if (group === 'networking.istio.io' && kind === 'ServiceEntry') {
-    svc = services.byServiceEntry(refNs, b.name);
+    svc = env.byServiceEntry(refNs, b.name);
   } else {
-    return { problem: { reason: 'InvalidKind', message: `backend kind ${group || 'core'}/${kind} is not supported (Service, or networking.istio.io Hostname/ServiceEntry)` } };
+    return {
+      problem: {
+        reason: 'InvalidKind',
+        message: `backend kind ${group || 'core'}/${kind} is not supported (Service, or networking.istio.io Hostname/ServiceEntry)`,
+      },
+    };
   }
-  if (!referenceAllowed(index, { group: GW_GROUP, kind: route.kind, namespace: ns }, { group, kind, namespace: refNs, name: b.name })) {
-    return { problem: { reason: 'RefNotPermitted', message: `${kind} ${refNs}/${b.name} is in another namespace and no ReferenceGrant in ${refNs} allows ${route.kind}s from ${ns}` } };
+  if (
+    !env.referenceAllowed(
+      { group: GW_GROUP, kind: route.kind, namespace: ns },
+      { group, kind, namespace: refNs, name: b.name },
+    )
+  ) {
+    return {
+      problem: {
+        reason: 'RefNotPermitted',
+        message: `${kind} ${refNs}/${b.name} is in another namespace and no ReferenceGrant in ${refNs} allows ${route.kind}s from ${ns}`,
+      },
+    };
   }
   if (!svc) return { problem: { reason: 'BackendNotFound', message: `${kind} ${refNs}/${b.name} not found` } };
   if (b.port !== undefined && !svc.ports.some((p) => p.port === b.port)) {
-    return { service: svc, problem: { reason: 'BackendNotFound', message: `${kind} ${refNs}/${b.name} has no port ${b.port} (ports: ${svc.ports.map((p) => p.port).join(', ') || 'none'})` } };
+    return {
+      service: svc,
+      problem: {
+        reason: 'BackendNotFound',
+        message: `${kind} ${refNs}/${b.name} has no port ${b.port} (ports: ${svc.ports.map((p) => p.port).join(', ') || 'none'})`,
+      },
+    };
   }
   return { service: svc };
 }
-

@@ -1,9 +1,17 @@
 // Services and ServiceEntries -> ServiceModels with their endpoints (selectors over workloads).
+import { compareStrings } from '../util/compare.js';
 import type { MeshSpec } from '../config/kinds/trellis/mesh.js';
 import { keyOf, type Resource } from '../config/resource.js';
-import type { AnalysisSink } from './analysis.js';
+import { AnalysisSink } from './analysis.js';
 import { spiffeId } from './identity.js';
-import type { EndpointModel, Protocol, ServiceModel, ServicePortModel, WorkloadModel } from './mesh-model.js';
+import type {
+  AnalysisMessage,
+  EndpointModel,
+  Protocol,
+  ServiceModel,
+  ServicePortModel,
+  WorkloadModel,
+} from './mesh-model.js';
 import type { ResourceIndex } from './resource-index.js';
 import { matchesLabels } from './selectors.js';
 import { parseLocality } from './workloads.js';
@@ -36,32 +44,54 @@ export function inferProtocol(name: string | undefined, appProtocol: string | un
   return NAME_PROTOCOLS[name.toLowerCase()] ?? NAME_PROTOCOLS[prefix];
 }
 
-/** Workloads of a namespace indexed by label, so a selector does not scan every workload. */
-export class WorkloadLookup {
-  readonly #byNs = new Map<string, WorkloadModel[]>();
+/** The workloads of one namespace, indexed by label so a selector does not scan them all. */
+export class NamespaceWorkloads {
   readonly #byLabel = new Map<string, WorkloadModel[]>();
 
-  constructor(workloads: readonly WorkloadModel[]) {
-    for (const w of workloads) {
-      push(this.#byNs, w.namespace, w);
-      for (const [k, v] of Object.entries(w.labels)) push(this.#byLabel, `${w.namespace}\0${k}\0${v}`, w);
+  constructor(readonly list: readonly WorkloadModel[]) {
+    for (const w of list) for (const k in w.labels) push(this.#byLabel, `${k}\0${w.labels[k]}`, w);
+  }
+
+  /** Workloads whose labels include all of `match` (an empty match selects none, as a Service selector). */
+  select(match: Readonly<Record<string, string>>): WorkloadModel[] {
+    let smallest: readonly WorkloadModel[] | undefined;
+    for (const k in match) {
+      const list = this.#byLabel.get(`${k}\0${match[k]}`) ?? [];
+      if (!smallest || list.length < smallest.length) smallest = list;
     }
+    return smallest ? smallest.filter((w) => matchesLabels(match, w.labels)) : [];
+  }
+}
+
+const NO_WORKLOADS = new NamespaceWorkloads([]);
+
+/**
+ * Workloads by namespace. Built from the previous lookup, a namespace whose workloads are
+ * the same objects keeps its NamespaceWorkloads object, so results cached against it stay valid.
+ */
+export class WorkloadLookup {
+  readonly #byNs = new Map<string, NamespaceWorkloads>();
+
+  constructor(workloads: readonly WorkloadModel[], previous?: WorkloadLookup) {
+    const lists = new Map<string, WorkloadModel[]>();
+    for (const w of workloads) push(lists, w.namespace, w);
+    for (const [ns, list] of lists) {
+      const prev = previous === undefined ? undefined : previous.#byNs.get(ns);
+      const same = prev !== undefined && prev.list.length === list.length && prev.list.every((w, i) => w === list[i]);
+      this.#byNs.set(ns, same ? prev : new NamespaceWorkloads(list));
+    }
+  }
+
+  namespace(ns: string): NamespaceWorkloads {
+    return this.#byNs.get(ns) ?? NO_WORKLOADS;
   }
 
   inNamespace(ns: string): readonly WorkloadModel[] {
-    return this.#byNs.get(ns) ?? [];
+    return this.namespace(ns).list;
   }
 
-  /** Workloads in `ns` whose labels include all of `match` (empty match selects none, as a Service selector). */
   select(ns: string, match: Readonly<Record<string, string>>): WorkloadModel[] {
-    const entries = Object.entries(match);
-    if (entries.length === 0) return [];
-    let smallest: readonly WorkloadModel[] | undefined;
-    for (const [k, v] of entries) {
-      const list = this.#byLabel.get(`${ns}\0${k}\0${v}`) ?? [];
-      if (!smallest || list.length < smallest.length) smallest = list;
-    }
-    return smallest!.filter((w) => matchesLabels(match, w.labels));
+    return this.namespace(ns).select(match);
   }
 }
 
@@ -75,27 +105,41 @@ export function serviceHostname(name: string, namespace: string, mesh: MeshSpec)
   return `${name}.${namespace}.svc.${mesh.clusterDomain}`;
 }
 
-export function compileServices(
+/** What compiling a Service may look at (narrow, so the result can be cached by it). */
+export interface ServiceEnv {
+  readonly mesh: MeshSpec;
+  workloads(namespace: string): NamespaceWorkloads;
+  namespaceLabels(namespace: string): Readonly<Record<string, string>> | undefined;
+}
+
+export function serviceEnv(index: ResourceIndex, mesh: MeshSpec, lookup: WorkloadLookup): ServiceEnv {
+  return {
+    mesh,
+    workloads: (ns) => lookup.namespace(ns),
+    namespaceLabels: (ns) => index.get('Namespace', undefined, ns)?.metadata.labels,
+  };
+}
+
+export interface CompiledService {
+  readonly model: ServiceModel;
+  readonly messages: readonly AnalysisMessage[];
+}
+
+/** ServiceEntries, with the workloads their inline endpoints stand for. */
+export function compileServiceEntries(
   index: ResourceIndex,
   mesh: MeshSpec,
   lookup: WorkloadLookup,
-  analysis: AnalysisSink,
 ): { services: ServiceModel[]; extraWorkloads: WorkloadModel[] } {
   const services: ServiceModel[] = [];
-  for (const svc of index.all('Service')) services.push(fromService(svc, index, mesh, lookup, analysis));
   const extraWorkloads: WorkloadModel[] = [];
   for (const se of index.all('ServiceEntry')) services.push(...fromServiceEntry(se, mesh, lookup, extraWorkloads));
-  services.sort((a, b) => a.id.localeCompare(b.id));
   return { services, extraWorkloads };
 }
 
-function fromService(
-  svc: Resource<'Service'>,
-  index: ResourceIndex,
-  mesh: MeshSpec,
-  lookup: WorkloadLookup,
-  analysis: AnalysisSink,
-): ServiceModel {
+export function compileService(svc: Resource<'Service'>, env: ServiceEnv): CompiledService {
+  const analysis = new AnalysisSink();
+  const mesh = env.mesh;
   const ns = svc.namespace!;
   const ports: ServicePortModel[] = (svc.spec.ports ?? []).map((p, i) => {
     const protocol = inferProtocol(p.name, p.appProtocol);
@@ -115,9 +159,9 @@ function fromService(
       targetPort: p.targetPort ?? p.port,
     };
   });
-  const selected = svc.spec.selector ? lookup.select(ns, svc.spec.selector) : [];
+  const selected = svc.spec.selector ? env.workloads(ns).select(svc.spec.selector) : [];
   const endpoints = selected.map((w) => endpointOf(w, ports));
-  const waypoint = waypointOf(svc.metadata.labels, index.get('Namespace', undefined, ns)?.metadata.labels, ns);
+  const waypoint = waypointOf(svc.metadata.labels, env.namespaceLabels(ns), ns);
   const m: { -readonly [K in keyof ServiceModel]: ServiceModel[K] } = {
     id: `Service/${ns}/${svc.name}`,
     source: keyOf(svc),
@@ -134,7 +178,7 @@ function fromService(
     sessionAffinity: svc.spec.sessionAffinity,
   };
   if (waypoint) m.waypoint = waypoint;
-  return m;
+  return { model: m, messages: analysis.messages };
 }
 
 /** Istio ambient: `istio.io/use-waypoint` on the Service, else on its Namespace; "none" opts out. */
@@ -146,7 +190,10 @@ function waypointOf(
   const own = svcLabels?.['istio.io/use-waypoint'];
   const name = own ?? nsLabels?.['istio.io/use-waypoint'];
   if (name === undefined || name === 'none') return undefined;
-  const wpNs = (own !== undefined ? svcLabels?.['istio.io/use-waypoint-namespace'] : nsLabels?.['istio.io/use-waypoint-namespace']) ?? ns;
+  const wpNs =
+    (own !== undefined
+      ? svcLabels?.['istio.io/use-waypoint-namespace']
+      : nsLabels?.['istio.io/use-waypoint-namespace']) ?? ns;
   return `Gateway/${wpNs}/${name}`;
 }
 

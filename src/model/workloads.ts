@@ -11,7 +11,15 @@ export function parseLocality(text: string | undefined): Locality {
   return { region, zone, subzone };
 }
 
-export function compileWorkloads(index: ResourceIndex, mesh: MeshSpec, analysis: AnalysisSink): WorkloadModel[] {
+/** Per WorkloadEntry: the model and what it was built from, so unchanged entries keep their object. */
+export type WorkloadCache = WeakMap<object, { readonly deps: readonly unknown[]; readonly model: WorkloadModel }>;
+
+export function compileWorkloads(
+  index: ResourceIndex,
+  mesh: MeshSpec,
+  analysis: AnalysisSink,
+  cache: WorkloadCache = new WeakMap(),
+): WorkloadModel[] {
   const nodeNames = new Set((mesh.nodes ?? []).map((n) => n.name));
   const placements = new Map<string, Resource<'Workload'>>();
   for (const w of index.all('Workload')) {
@@ -19,12 +27,22 @@ export function compileWorkloads(index: ResourceIndex, mesh: MeshSpec, analysis:
     const key = `${w.namespace}/${entry}`;
     const prev = placements.get(key);
     if (prev) {
-      analysis.add('WorkloadPlacedTwice', keyOf(w), `WorkloadEntry ${key} is already placed by Workload ${prev.namespace}/${prev.name}`, 'spec.workloadEntry');
+      analysis.add(
+        'WorkloadPlacedTwice',
+        keyOf(w),
+        `WorkloadEntry ${key} is already placed by Workload ${prev.namespace}/${prev.name}`,
+        'spec.workloadEntry',
+      );
       continue;
     }
     placements.set(key, w);
     if (!index.get('WorkloadEntry', w.namespace, entry)) {
-      analysis.add('ReferencedResourceNotFound', keyOf(w), `Referenced WorkloadEntry not found: "${w.namespace}/${entry}"`, w.spec.workloadEntry ? 'spec.workloadEntry' : 'metadata.name');
+      analysis.add(
+        'ReferencedResourceNotFound',
+        keyOf(w),
+        `Referenced WorkloadEntry not found: "${w.namespace}/${entry}"`,
+        w.spec.workloadEntry ? 'spec.workloadEntry' : 'metadata.name',
+      );
     }
     if (!nodeNames.has(w.spec.node)) {
       const known = [...nodeNames];
@@ -42,6 +60,12 @@ export function compileWorkloads(index: ResourceIndex, mesh: MeshSpec, analysis:
     const ns = we.namespace!;
     const sa = we.spec.serviceAccount ?? 'default';
     const placement = placements.get(`${ns}/${we.name}`);
+    const nodeKnown = placement ? nodeNames.has(placement.spec.node) : false;
+    const cached = cache.get(we);
+    if (cached && cached.deps[0] === mesh.trustDomain && cached.deps[1] === placement && cached.deps[2] === nodeKnown) {
+      out.push(cached.model);
+      continue;
+    }
     const w: { -readonly [K in keyof WorkloadModel]: WorkloadModel[K] } = {
       id: `WorkloadEntry/${ns}/${we.name}`,
       source: keyOf(we),
@@ -60,6 +84,7 @@ export function compileWorkloads(index: ResourceIndex, mesh: MeshSpec, analysis:
     if (placement?.spec.command) w.command = placement.spec.command;
     if (placement?.spec.env) w.env = placement.spec.env;
     if (placement?.spec.workingDir) w.workingDir = placement.spec.workingDir;
+    cache.set(we, { deps: [mesh.trustDomain, placement, nodeKnown], model: w });
     out.push(w);
   }
   return out;

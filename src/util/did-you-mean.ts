@@ -39,6 +39,11 @@ export function closest(input: string, candidates: Iterable<string>): string | u
     }
   }
   if (best === undefined) return undefined;
+  // "Prefix" -> "PathPrefix": a candidate that contains the input whole is a likely intent.
+  if (bestScore > 1 && lower.length >= 4) {
+    const containing = [...candidates].filter((c) => c.toLowerCase().includes(lower));
+    if (containing.length === 1) return containing[0];
+  }
   const limit = Math.max(1, Math.min(3, Math.floor(Math.max(input.length, best.length) / 3)));
   return bestScore <= limit ? best : undefined;
 }

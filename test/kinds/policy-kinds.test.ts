@@ -139,7 +139,12 @@ test('AuthorizationPolicy action defaults to ALLOW (also for an absent spec)', (
 
 test('NetworkPolicy policyTypes default to Ingress, plus Egress when there are egress rules', () => {
   const check = (spec: object) =>
-    checkResource(networkPolicyKind, { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: meta, spec });
+    checkResource(networkPolicyKind, {
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      metadata: meta,
+      spec,
+    });
   assert.deepEqual(check({ podSelector: {} }).value?.body.spec.policyTypes, ['Ingress']);
   assert.deepEqual(check({ podSelector: {}, egress: [{}] }).value?.body.spec.policyTypes, ['Ingress', 'Egress']);
   assert.deepEqual(check({ podSelector: {}, egress: [] }).value?.body.spec.policyTypes, ['Ingress']);

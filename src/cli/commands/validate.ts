@@ -48,20 +48,39 @@ export const validateCommand: Command = {
   summary: 'Check manifests: schema, references between resources, and mesh analysis',
   usage: 'trellis validate -f PATH [-f PATH ...] [-o human|json|yaml]',
   flags: [
-    { name: 'filename', short: 'f', type: 'list', valueName: 'PATH', description: 'file or directory (recursive) to check; repeatable; "-" reads stdin' },
-    { name: 'output', short: 'o', type: 'string', valueName: 'FORMAT', choices: OUTPUT_FORMATS, description: 'human (default), json or yaml' },
+    {
+      name: 'filename',
+      short: 'f',
+      type: 'list',
+      valueName: 'PATH',
+      description: 'file or directory (recursive) to check; repeatable; "-" reads stdin',
+    },
+    {
+      name: 'output',
+      short: 'o',
+      type: 'string',
+      valueName: 'FORMAT',
+      choices: OUTPUT_FORMATS,
+      description: 'human (default), json or yaml',
+    },
     HELP_FLAG,
   ],
   run(args, io) {
     const paths = [...((args.flags.filename as readonly string[] | undefined) ?? []), ...args.positionals];
-    if (paths.length === 0) throw new UsageError('trellis validate needs at least one path: trellis validate -f DIR_OR_FILE');
+    if (paths.length === 0)
+      throw new UsageError('trellis validate needs at least one path: trellis validate -f DIR_OR_FILE');
     const format = (args.flags.output as OutputFormat | undefined) ?? 'human';
     const report = validatePaths(paths);
     if (format !== 'human') {
       io.out(renderData(report, format));
     } else {
       for (const d of report.diagnostics) io.out(formatDiagnostic(d));
-      const notes = [report.warnings ? plural(report.warnings, 'warning') : '', report.infos ? plural(report.infos, 'info') : ''].filter(Boolean).join(', ');
+      const notes = [
+        report.warnings ? plural(report.warnings, 'warning') : '',
+        report.infos ? plural(report.infos, 'info') : '',
+      ]
+        .filter(Boolean)
+        .join(', ');
       const scope = `${plural(report.resources, 'resource')} in ${plural(report.files, 'file')}`;
       io.out(
         report.valid

@@ -27,7 +27,9 @@ function finalizerName() {
       }
       const sink = new IssueSink();
       qualified.parse(v, [], sink);
-      return sink.issues.length > 0 ? `${JSON.stringify(v)} is not a qualified name (a DNS prefix, "/" and a name)` : undefined;
+      return sink.issues.length > 0
+        ? `${JSON.stringify(v)} is not a qualified name (a DNS prefix, "/" and a name)`
+        : undefined;
     },
   });
 }

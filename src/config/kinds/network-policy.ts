@@ -20,7 +20,8 @@ export type NetworkPolicyProtocol = (typeof NETWORK_POLICY_PROTOCOLS)[number];
 /** validation.IsValidPortName: an IANA service name (1-15 of [a-z0-9-], a letter, no leading/trailing/double "-"). */
 export function portNameProblem(v: string): string | undefined {
   if (v.length > 15) return `port name ${JSON.stringify(v)} is longer than 15 characters`;
-  if (!/^[-a-z0-9]+$/.test(v)) return `port name ${JSON.stringify(v)} may only contain lowercase letters, digits and "-"`;
+  if (!/^[-a-z0-9]+$/.test(v))
+    return `port name ${JSON.stringify(v)} may only contain lowercase letters, digits and "-"`;
   if (!/[a-z]/.test(v)) return `port name ${JSON.stringify(v)} must contain at least one letter`;
   if (v.startsWith('-') || v.endsWith('-')) return `port name ${JSON.stringify(v)} must not begin or end with "-"`;
   if (v.includes('--')) return `port name ${JSON.stringify(v)} must not contain "--"`;
@@ -40,11 +41,26 @@ export const networkPolicyPort = object(
     check: (p, report) => {
       if (p.endPort === undefined) return;
       if (p.port === undefined) {
-        report(['endPort'], 'may not be specified when `port` is not specified', 'a numeric port with endPort', 'conflict');
+        report(
+          ['endPort'],
+          'may not be specified when `port` is not specified',
+          'a numeric port with endPort',
+          'conflict',
+        );
       } else if (typeof p.port === 'string') {
-        report(['endPort'], 'may not be specified when `port` is non-numeric', 'a numeric port with endPort', 'conflict');
+        report(
+          ['endPort'],
+          'may not be specified when `port` is non-numeric',
+          'a numeric port with endPort',
+          'conflict',
+        );
       } else if (p.endPort < p.port) {
-        report(['endPort'], `must be greater than or equal to \`port\` (${p.endPort} < ${p.port})`, `a port number ${p.port}-65535`, 'range');
+        report(
+          ['endPort'],
+          `must be greater than or equal to \`port\` (${p.endPort} < ${p.port})`,
+          `a port number ${p.port}-65535`,
+          'range',
+        );
       }
     },
   },
@@ -64,7 +80,12 @@ export const ipBlock = object(
         const inner = parseCidr(e);
         if (typeof inner === 'string') return;
         if (!cidrContains(outer, inner) || inner.prefix <= outer.prefix) {
-          report(['except', i], `${JSON.stringify(e)} must be a strict subset of \`cidr\` ${JSON.stringify(b.cidr)}`, `a CIDR strictly inside ${b.cidr}`, 'range');
+          report(
+            ['except', i],
+            `${JSON.stringify(e)} must be a strict subset of \`cidr\` ${JSON.stringify(b.cidr)}`,
+            `a CIDR strictly inside ${b.cidr}`,
+            'range',
+          );
         }
       });
     },
@@ -84,7 +105,12 @@ export const networkPolicyPeer = object(
       if (n === 0) {
         report([], 'must specify a peer', 'one of podSelector, namespaceSelector (or both), or ipBlock', 'required');
       } else if (n > 1 && peer.ipBlock !== undefined) {
-        report(['ipBlock'], 'may not specify both ipBlock and another peer', 'ipBlock alone, or podSelector and/or namespaceSelector', 'conflict');
+        report(
+          ['ipBlock'],
+          'may not specify both ipBlock and another peer',
+          'ipBlock alone, or podSelector and/or namespaceSelector',
+          'conflict',
+        );
       }
     },
   },

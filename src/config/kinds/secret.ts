@@ -6,7 +6,12 @@ import { boolean, string, unchecked } from '../schema/primitives.js';
 import { defineKind, type BodyOf } from './kind.js';
 
 const BASE64 = /^[A-Za-z0-9+/\s]*={0,2}\s*$/;
-const dataKey = string({ minLength: 1, maxLength: 253, pattern: /^[-._a-zA-Z0-9]+$/, expected: 'a key of letters, digits, "-", "_" or "."' });
+const dataKey = string({
+  minLength: 1,
+  maxLength: 253,
+  pattern: /^[-._a-zA-Z0-9]+$/,
+  expected: 'a key of letters, digits, "-", "_" or "."',
+});
 
 export const secretKind = defineKind({
   group: '',
@@ -25,7 +30,11 @@ export const secretKind = defineKind({
     if (body.type === 'kubernetes.io/tls') {
       for (const k of ['tls.crt', 'tls.key']) {
         if (body.data?.[k] === undefined && body.stringData?.[k] === undefined) {
-          report(['data', k], `a kubernetes.io/tls Secret needs ${JSON.stringify(k)}`, 'PEM data under data (base64) or stringData');
+          report(
+            ['data', k],
+            `a kubernetes.io/tls Secret needs ${JSON.stringify(k)}`,
+            'PEM data under data (base64) or stringData',
+          );
         }
       }
     }
@@ -40,4 +49,3 @@ export function secretValue(body: SecretBody, key: string): string | undefined {
   const b64 = body.data?.[key];
   return b64 === undefined ? undefined : Buffer.from(b64, 'base64').toString('utf8');
 }
-

@@ -2,7 +2,7 @@
 import { array, record } from '../schema/collections.js';
 import { def, object, opt, req } from '../schema/object.js';
 import { integer, intOrString, oneOf, string, unchecked } from '../schema/primitives.js';
-import { dnsLabel, ipAddress, port } from '../schema/formats.js';
+import { dnsLabel, ianaServiceName, ipAddress, port } from '../schema/formats.js';
 import { labelKey, labelValue } from './common/meta.js';
 import { defineKind } from './kind.js';
 
@@ -12,7 +12,7 @@ const servicePort = object(
     protocol: def(oneOf(['TCP', 'UDP', 'SCTP']), 'TCP'),
     appProtocol: opt(string({ minLength: 1 })),
     port: req(port()),
-    targetPort: opt(intOrString(port(), dnsLabel('container port name'))),
+    targetPort: opt(intOrString(port(), ianaServiceName())),
     nodePort: opt(integer({ min: 1, max: 65535 })),
   },
   // The API server defaults targetPort to port.

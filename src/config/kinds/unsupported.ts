@@ -4,7 +4,8 @@ export const UNSUPPORTED_KINDS: Readonly<Record<string, string>> = {
   'networking.istio.io/Gateway':
     "Istio's Gateway is not read; use the Gateway API kind (apiVersion gateway.networking.k8s.io/v1, kind Gateway) with HTTPRoutes",
   'networking.istio.io/Sidecar': 'Trellis runs no sidecars (ambient model); Sidecar has no effect and is not read',
-  'networking.istio.io/EnvoyFilter': 'EnvoyFilter patches Envoy internals and is not read; express the behaviour with routes and policies',
+  'networking.istio.io/EnvoyFilter':
+    'EnvoyFilter patches Envoy internals and is not read; express the behaviour with routes and policies',
   'networking.istio.io/WorkloadGroup':
     'WorkloadGroup is not read; declare each VM workload as a WorkloadEntry (and a trellis.dev/v1alpha1 Workload for its node)',
   'networking.istio.io/ProxyConfig': 'ProxyConfig is not read',
@@ -14,11 +15,13 @@ export const UNSUPPORTED_KINDS: Readonly<Record<string, string>> = {
     'Trellis does not run Kubernetes workloads; describe a workload with networking.istio.io/v1 WorkloadEntry (and trellis.dev/v1alpha1 Workload for its node and command)',
   '/Pod': 'Trellis does not run pods; describe a workload with networking.istio.io/v1 WorkloadEntry',
   '/Endpoints': 'Endpoints are computed by Trellis from Service selectors over WorkloadEntries',
-  'discovery.k8s.io/EndpointSlice': 'EndpointSlices are computed by Trellis from Service selectors over WorkloadEntries',
+  'discovery.k8s.io/EndpointSlice':
+    'EndpointSlices are computed by Trellis from Service selectors over WorkloadEntries',
   'kind.x-k8s.io/Cluster': 'this is a kind (Kubernetes in Docker) cluster configuration, not a mesh resource',
 };
 
-const CALICO = 'Calico resources are not read; use networking.k8s.io/v1 NetworkPolicy or cilium.io/v2 CiliumNetworkPolicy';
+const CALICO =
+  'Calico resources are not read; use networking.k8s.io/v1 NetworkPolicy or cilium.io/v2 CiliumNetworkPolicy';
 
 export function unsupportedAdvice(group: string, kind: string): string | undefined {
   if (group === 'projectcalico.org' || group === 'crd.projectcalico.org') return CALICO;

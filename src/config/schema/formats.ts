@@ -97,3 +97,19 @@ export function gatewayHostname(): Schema<string> {
     check: (v) => (isIP(v) ? 'IP addresses are not allowed as hostnames' : undefined),
   });
 }
+
+/** IANA service name (Kubernetes named ports): 1-15 chars, lowercase letters, digits, '-', at least one letter. */
+export function ianaServiceName(): Schema<string> {
+  return string({
+    minLength: 1,
+    maxLength: 15,
+    pattern: /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/,
+    expected: 'a port name (IANA service name: up to 15 lowercase letters, digits and "-", with at least one letter)',
+    check: (v) =>
+      !/[a-z]/.test(v)
+        ? `${JSON.stringify(v)} is not valid: a port name needs a letter (write a number without quotes)`
+        : v.includes('--')
+          ? `${JSON.stringify(v)} has "--"`
+          : undefined,
+  });
+}

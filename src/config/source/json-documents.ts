@@ -1,6 +1,13 @@
 // JSON and HuJSON (JSON with comments and trailing commas) -> SourceDocuments.
 // A file holds one resource, or a top-level array of resources.
-import { findNodeAtLocation, getNodeValue, parseTree, printParseErrorCode, type Node, type ParseError } from 'jsonc-parser';
+import {
+  findNodeAtLocation,
+  getNodeValue,
+  parseTree,
+  printParseErrorCode,
+  type Node,
+  type ParseError,
+} from 'jsonc-parser';
 import type { Diagnostic, Position } from '../diagnostic.js';
 import type { Path } from '../schema/schema.js';
 import { computeLineStarts, offsetToPosition, type ParsedFile, type SourceDocument } from './source-document.js';
@@ -17,27 +24,30 @@ export function parseJsonFile(file: string, text: string): ParsedFile {
     ...lineCol(pos(e.offset)),
     message: `JSON syntax error: ${describeJsonError(printParseErrorCode(e.error))}`,
   }));
-  if (root) findDuplicateKeys(root, (keyNode) => {
-    problems.push({
-      severity: 'error',
-      code: 'TRELLIS_ERR_DUPLICATE_KEY',
-      file,
-      ...lineCol(pos(keyNode.offset)),
-      message: `duplicate key ${JSON.stringify(keyNode.value)}; each key may appear once per object`,
+  if (root)
+    findDuplicateKeys(root, (keyNode) => {
+      problems.push({
+        severity: 'error',
+        code: 'TRELLIS_ERR_DUPLICATE_KEY',
+        file,
+        ...lineCol(pos(keyNode.offset)),
+        message: `duplicate key ${JSON.stringify(keyNode.value)}; each key may appear once per object`,
+      });
     });
-  });
   if (problems.length > 0 || !root) return { documents: [], problems };
 
-  const locate = (base: Path) => (path: Path, atKey?: boolean): Position => {
-    const full = [...base, ...path];
-    for (let n = full.length; n >= 0; n--) {
-      const node = findNodeAtLocation(root, full.slice(0, n) as (string | number)[]);
-      if (!node) continue;
-      if (n === full.length && atKey && node.parent?.type === 'property') return pos(node.parent.offset);
-      return pos(node.offset);
-    }
-    return { line: 1, column: 1 };
-  };
+  const locate =
+    (base: Path) =>
+    (path: Path, atKey?: boolean): Position => {
+      const full = [...base, ...path];
+      for (let n = full.length; n >= 0; n--) {
+        const node = findNodeAtLocation(root, full.slice(0, n) as (string | number)[]);
+        if (!node) continue;
+        if (n === full.length && atKey && node.parent?.type === 'property') return pos(node.parent.offset);
+        return pos(node.offset);
+      }
+      return { line: 1, column: 1 };
+    };
   const value: unknown = getNodeValue(root);
   const documents: SourceDocument[] = Array.isArray(value)
     ? value.map((v, i) => ({ file, index: i, value: v, prefix: [], locate: locate([i]) }))

@@ -30,7 +30,9 @@ export function collectFiles(paths: readonly string[]): FileList {
     try {
       st = statSync(p);
     } catch (e) {
-      problems.push(fileProblem(p, (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : errText(e)));
+      problems.push(
+        fileProblem(p, (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : errText(e)),
+      );
       continue;
     }
     if (st.isDirectory()) walk(p, files, problems);
@@ -128,7 +130,14 @@ export function parseConfigText(file: string, bytes: Buffer): ParsedFile {
   if (parsed.documents.length === 0 && parsed.problems.length === 0) {
     return {
       documents: [],
-      problems: [{ severity: 'warning', code: 'TRELLIS_ERR_EMPTY', file, message: 'file holds no resources (it is empty or only comments)' }],
+      problems: [
+        {
+          severity: 'warning',
+          code: 'TRELLIS_ERR_EMPTY',
+          file,
+          message: 'file holds no resources (it is empty or only comments)',
+        },
+      ],
     };
   }
   return parsed;

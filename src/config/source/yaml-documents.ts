@@ -122,7 +122,14 @@ function slowPath(file: string, text: string): ParsedFile {
     parsed = parseDocs(text);
   } catch (e) {
     // The parser itself gave up (e.g. nesting too deep for the stack).
-    problems.push({ severity: 'error', code: 'TRELLIS_ERR_SYNTAX', file, line: 1, column: 1, message: `cannot parse YAML: ${firstLine(e)}` });
+    problems.push({
+      severity: 'error',
+      code: 'TRELLIS_ERR_SYNTAX',
+      file,
+      line: 1,
+      column: 1,
+      message: `cannot parse YAML: ${firstLine(e)}`,
+    });
     return { documents: [], problems };
   }
   const { docs, lines } = parsed;

@@ -8,7 +8,7 @@ import { array, record } from '../../schema/collections.js';
 import { cidr, re2Regex } from '../../schema/formats.js';
 import { def, object, opt, req, type ObjectOf, type Reporter } from '../../schema/object.js';
 import { boolean, integer, intOrString, oneOf, string, unchecked } from '../../schema/primitives.js';
-import { IssueSink, type PathSegment, type Schema } from '../../schema/schema.js';
+import { INVALID, IssueSink, type Invalid, type Path, type PathSegment, type Schema } from '../../schema/schema.js';
 import { parseCidr } from '../../../util/cidr.js';
 import { labelKey, labelSelector, labelValue } from '../common/meta.js';
 import { defineKind, type BodyOf } from '../kind.js';
@@ -105,16 +105,31 @@ export const cidrRule = object(
     check: (r, report) => {
       const set = (['cidr', 'cidrGroupRef', 'cidrGroupSelector'] as const).filter((f) => r[f] !== undefined);
       if (set.length === 0) {
-        report([], 'one of cidr, cidrGroupRef, or cidrGroupSelector is required', 'exactly one of cidr, cidrGroupRef, cidrGroupSelector', 'required');
+        report(
+          [],
+          'one of cidr, cidrGroupRef, or cidrGroupSelector is required',
+          'exactly one of cidr, cidrGroupRef, cidrGroupSelector',
+          'required',
+        );
         return;
       }
       if (set.length > 1) {
-        report([set[1]!], `cannot be set together with "${set[0]}"`, 'exactly one of cidr, cidrGroupRef, cidrGroupSelector', 'conflict');
+        report(
+          [set[1]!],
+          `cannot be set together with "${set[0]}"`,
+          'exactly one of cidr, cidrGroupRef, cidrGroupSelector',
+          'conflict',
+        );
         return;
       }
       if (r.except === undefined || r.except.length === 0) return;
       if (r.cidr === undefined) {
-        report(['except'], `except is not supported together with ${set[0]} (Cilium ignores it)`, 'except only with cidr', 'conflict');
+        report(
+          ['except'],
+          `except is not supported together with ${set[0]} (Cilium ignores it)`,
+          'except only with cidr',
+          'conflict',
+        );
         return;
       }
       const outer = parseCidr(r.cidr);
@@ -126,7 +141,12 @@ export const cidrRule = object(
         const bits = outer.family === 4 ? 32 : 128;
         const shift = BigInt(bits - outer.prefix);
         if (inner.family !== outer.family || inner.network >> shift !== outer.network >> shift) {
-          report(['except', i], `allow CIDR prefix ${r.cidr} does not contain exclude CIDR prefix ${e}`, `a CIDR inside ${r.cidr}`, 'range');
+          report(
+            ['except', i],
+            `allow CIDR prefix ${r.cidr} does not contain exclude CIDR prefix ${e}`,
+            `a CIDR inside ${r.cidr}`,
+            'range',
+          );
         }
       });
     },
@@ -177,7 +197,12 @@ export const fqdnSelector = object(
   {
     check: (s, report) => {
       if (s.matchName !== undefined && s.matchPattern !== undefined) {
-        report(['matchPattern'], 'only one of matchName or matchPattern is allowed', 'matchName or matchPattern', 'conflict');
+        report(
+          ['matchPattern'],
+          'only one of matchName or matchPattern is allowed',
+          'matchName or matchPattern',
+          'conflict',
+        );
       } else if (s.matchName === undefined && s.matchPattern === undefined) {
         report([], 'one of matchName or matchPattern is required', 'matchName or matchPattern', 'required');
       }
@@ -192,6 +217,22 @@ export type FqdnSelector = ObjectOf<typeof fqdnSelector.fields>;
 export const CILIUM_PROTOCOLS = ['TCP', 'UDP', 'SCTP', 'VRRP', 'IGMP', 'ANY'] as const;
 export type CiliumProtocol = (typeof CILIUM_PROTOCOLS)[number];
 
+/** The protocol enum, with a pointer to `icmps` for the ICMP protocols toPorts cannot match. */
+function protocol(): Schema<CiliumProtocol> {
+  const base = oneOf(CILIUM_PROTOCOLS);
+  return {
+    expected: base.expected,
+    parse(input: unknown, path: Path, sink: IssueSink): CiliumProtocol | Invalid {
+      if (input === 'ICMP' || input === 'ICMPv6') {
+        const msg = `${JSON.stringify(input)} is not allowed: ICMP is matched with "icmps" in the rule, not with a port protocol`;
+        sink.report(path, 'enum', msg, base.expected);
+        return INVALID;
+      }
+      return base.parse(input, path, sink);
+    },
+  };
+}
+
 /** iana.IsSvcName: 1-15 letters/digits in groups joined by single "-", with at least one letter. */
 export function isIanaServiceName(v: string): boolean {
   return v.length >= 1 && v.length <= 15 && /^[a-zA-Z0-9]+(-[a-zA-Z0-9]+)*$/.test(v) && /[a-zA-Z]/.test(v);
@@ -203,6 +244,9 @@ export function isIanaServiceName(v: string): boolean {
  */
 export function parseCiliumPort(v: string): number | string {
   if (isIanaServiceName(v)) return `named:${v.toLowerCase()}`;
+  if (/^\d+-\d+$/.test(v)) {
+    return `unable to parse port ${JSON.stringify(v)}: write a port range as port and endPort`;
+  }
   if (!/^\d+$/.test(v)) return `unable to parse port ${JSON.stringify(v)}: not a number 0-65535 or a port name`;
   const n = v.length > 1 && v.startsWith('0') ? (/^[0-7]+$/.test(v) ? parseInt(v, 8) : NaN) : Number(v);
   if (Number.isNaN(n)) return `unable to parse port ${JSON.stringify(v)}: a leading 0 makes it octal`;
@@ -228,7 +272,7 @@ export const portProtocol = object(
       }),
     ),
     endPort: opt(integer({ min: 0, max: 65535, expected: 'a port number 0-65535' })),
-    protocol: def(oneOf(CILIUM_PROTOCOLS), 'ANY' as CiliumProtocol),
+    protocol: def(protocol(), 'ANY' as CiliumProtocol),
   },
   {
     check: (p, report) => {
@@ -243,7 +287,12 @@ export const portProtocol = object(
       if (start === undefined) {
         report(['endPort'], 'may not be specified when `port` is a name', 'a numeric port with endPort', 'conflict');
       } else if (p.endPort < start) {
-        report(['endPort'], `must be greater than or equal to \`port\` (${p.endPort} < ${start})`, `a port number ${start}-65535`, 'range');
+        report(
+          ['endPort'],
+          `must be greater than or equal to \`port\` (${p.endPort} < ${start})`,
+          `a port number ${start}-65535`,
+          'range',
+        );
       }
     },
   },
@@ -318,7 +367,12 @@ export const icmpField = object(
       if (typeof f.type !== 'string' || /^\d+$/.test(f.type)) return;
       const names: readonly string[] = f.family === 'IPv6' ? ICMP_V6_TYPES : ICMP_V4_TYPES;
       if (!names.includes(f.type)) {
-        report(['type'], `ICMP type ${f.type} not found in ${f.family}`, `an ${f.family} ICMP type name or number`, 'enum');
+        report(
+          ['type'],
+          `ICMP type ${f.type} not found in ${f.family}`,
+          `an ${f.family} ICMP type name or number`,
+          'enum',
+        );
       }
     },
   },
@@ -395,7 +449,9 @@ export const kafkaRule = object(
       string({
         expected: 'produce or consume',
         check: (v) =>
-          v === '' || ['produce', 'consume'].includes(v.toLowerCase()) ? undefined : `invalid Kafka Role ${JSON.stringify(v)}`,
+          v === '' || ['produce', 'consume'].includes(v.toLowerCase())
+            ? undefined
+            : `invalid Kafka Role ${JSON.stringify(v)}`,
       }),
     ),
     apiKey: opt(
@@ -410,7 +466,10 @@ export const kafkaRule = object(
     apiVersion: opt(
       string({
         expected: 'a Kafka API version 0-32767, as a string',
-        check: (v) => (v === '' || (/^\d+$/.test(v) && Number(v) <= 32767) ? undefined : `invalid Kafka APIVersion ${JSON.stringify(v)}`),
+        check: (v) =>
+          v === '' || (/^\d+$/.test(v) && Number(v) <= 32767)
+            ? undefined
+            : `invalid Kafka APIVersion ${JSON.stringify(v)}`,
       }),
     ),
     clientID: opt(string()),
@@ -425,7 +484,12 @@ export const kafkaRule = object(
   {
     check: (k, report) => {
       if (k.apiKey && k.role) {
-        report(['apiKey'], `cannot set both Role ${JSON.stringify(k.role)} and APIKey ${JSON.stringify(k.apiKey)} together`, 'role or apiKey', 'conflict');
+        report(
+          ['apiKey'],
+          `cannot set both Role ${JSON.stringify(k.role)} and APIKey ${JSON.stringify(k.apiKey)} together`,
+          'role or apiKey',
+          'conflict',
+        );
       }
     },
   },
@@ -448,7 +512,12 @@ export const l7Rules = object(
         t === 'l7proto' ? !!r.l7proto : r[t] !== undefined,
       );
       if (types.length > 1) {
-        report([types[1]!], `multiple L7 protocol rule types specified in single rule: ${types.join(', ')}`, 'one of http, kafka, dns, l7proto', 'conflict');
+        report(
+          [types[1]!],
+          `multiple L7 protocol rule types specified in single rule: ${types.join(', ')}`,
+          'one of http, kafka, dns, l7proto',
+          'conflict',
+        );
       }
     },
   },
@@ -457,7 +526,9 @@ export type L7Rules = ObjectOf<typeof l7Rules.fields>;
 
 /** L7Rules.IsEmpty (l7proto alone does not count). */
 function hasL7(r: L7Rules | undefined): r is L7Rules {
-  return r !== undefined && (r.http !== undefined || r.kafka !== undefined || r.dns !== undefined || r.l7 !== undefined);
+  return (
+    r !== undefined && (r.http !== undefined || r.kafka !== undefined || r.dns !== undefined || r.l7 !== undefined)
+  );
 }
 
 export const tlsContext = object({
@@ -504,12 +575,22 @@ function portRule(direction: 'ingress' | 'egress') {
           report(['rules', 'dns'], 'DNS rules are not allowed on ingress', 'http or kafka rules', 'conflict');
         }
         if ((pr.serverNames?.length ?? 0) > 0 && l7 && pr.terminatingTLS === undefined) {
-          report(['serverNames'], 'serverNames are not allowed with L7 rules without TLS termination', 'terminatingTLS with serverNames and L7 rules', 'conflict');
+          report(
+            ['serverNames'],
+            'serverNames are not allowed with L7 rules without TLS termination',
+            'terminatingTLS with serverNames and L7 rules',
+            'conflict',
+          );
         }
         const ports = pr.ports ?? [];
         ports.forEach((p, i) => {
           if (l7 && !dns && p.protocol !== 'TCP') {
-            report(['ports', i, 'protocol'], `L7 rules can only apply to TCP (not ${p.protocol}) except for DNS rules`, 'TCP', 'conflict');
+            report(
+              ['ports', i, 'protocol'],
+              `L7 rules can only apply to TCP (not ${p.protocol}) except for DNS rules`,
+              'TCP',
+              'conflict',
+            );
           }
           if (dns && p.endPort !== undefined && p.port !== undefined && p.endPort > (portNumber(p.port) ?? 65536)) {
             report(['ports', i, 'endPort'], 'DNS rules do not support port ranges', 'a single port (53)', 'conflict');
@@ -517,9 +598,19 @@ function portRule(direction: 'ingress' | 'egress') {
         });
         if (pr.listener !== undefined) {
           if (direction === 'ingress') {
-            report(['listener'], `listener is not allowed on ingress (${pr.listener.name})`, 'listener only in egress rules', 'conflict');
+            report(
+              ['listener'],
+              `listener is not allowed on ingress (${pr.listener.name})`,
+              'listener only in egress rules',
+              'conflict',
+            );
           } else if (l7) {
-            report(['listener'], `listener is not allowed with L7 rules (${pr.listener.name})`, 'listener or rules, not both', 'conflict');
+            report(
+              ['listener'],
+              `listener is not allowed with L7 rules (${pr.listener.name})`,
+              'listener or rules, not both',
+              'conflict',
+            );
           }
         }
         if (l7) {
@@ -549,18 +640,22 @@ export const authentication = object({ mode: req(oneOf(['disabled', 'required', 
 // Ingress and egress rules
 
 /** Reports the first pair of L3 peer kinds that may not be combined in one rule. */
-function checkExclusive(
-  rule: Readonly<Record<string, unknown>>,
-  members: readonly string[],
-  report: Reporter,
-): void {
+function checkExclusive(rule: Readonly<Record<string, unknown>>, members: readonly string[], report: Reporter): void {
   const set = members.filter((m) => Array.isArray(rule[m]) && (rule[m] as unknown[]).length > 0);
   if (set.length > 1) {
-    report([set[1]!], `combining ${set[0]} and ${set[1]} is not supported yet`, `one of ${members.join(', ')} per rule`, 'conflict');
+    report(
+      [set[1]!],
+      `combining ${set[0]} and ${set[1]} is not supported yet`,
+      `one of ${members.join(', ')} per rule`,
+      'conflict',
+    );
   }
 }
 
-function checkIcmpsWithPorts(rule: { readonly icmps?: readonly unknown[]; readonly toPorts?: readonly unknown[] }, report: Reporter): void {
+function checkIcmpsWithPorts(
+  rule: { readonly icmps?: readonly unknown[]; readonly toPorts?: readonly unknown[] },
+  report: Reporter,
+): void {
   if ((rule.icmps?.length ?? 0) > 0 && (rule.toPorts?.length ?? 0) > 0) {
     report(
       ['icmps'],
@@ -572,7 +667,16 @@ function checkIcmpsWithPorts(rule: { readonly icmps?: readonly unknown[]; readon
 }
 
 const INGRESS_L3 = ['fromEndpoints', 'fromCIDR', 'fromCIDRSet', 'fromEntities', 'fromNodes', 'fromGroups'] as const;
-const EGRESS_L3 = ['toEndpoints', 'toCIDR', 'toCIDRSet', 'toEntities', 'toServices', 'toFQDNs', 'toGroups', 'toNodes'] as const;
+const EGRESS_L3 = [
+  'toEndpoints',
+  'toCIDR',
+  'toCIDRSet',
+  'toEntities',
+  'toServices',
+  'toFQDNs',
+  'toGroups',
+  'toNodes',
+] as const;
 
 const ingressCommon = {
   fromEndpoints: opt(array(endpointSelector)),
@@ -619,9 +723,17 @@ export const ingressDenyRule = object(
 );
 export type CiliumIngressDenyRule = ObjectOf<typeof ingressDenyRule.fields>;
 
-function checkServicesWithPorts(r: { readonly toServices?: readonly unknown[]; readonly toPorts?: readonly unknown[] }, report: Reporter) {
+function checkServicesWithPorts(
+  r: { readonly toServices?: readonly unknown[]; readonly toPorts?: readonly unknown[] },
+  report: Reporter,
+) {
   if ((r.toServices?.length ?? 0) > 0 && (r.toPorts?.length ?? 0) > 0) {
-    report(['toPorts'], 'combining toServices and toPorts is not supported yet', 'toServices without toPorts', 'conflict');
+    report(
+      ['toPorts'],
+      'combining toServices and toPorts is not supported yet',
+      'toServices without toPorts',
+      'conflict',
+    );
   }
 }
 
@@ -690,7 +802,12 @@ function checkHostPolicyL7(rule: CiliumRule, report: Reporter): void {
   rule.ingress?.forEach((r, i) =>
     r.toPorts?.forEach((p, j) => {
       if (hasL7(p.rules)) {
-        report(['ingress', i, 'toPorts', j, 'rules'], 'L7 policy is not supported on host ingress yet', 'no L7 rules with nodeSelector', 'conflict');
+        report(
+          ['ingress', i, 'toPorts', j, 'rules'],
+          'L7 policy is not supported on host ingress yet',
+          'no L7 rules with nodeSelector',
+          'conflict',
+        );
       }
     }),
   );
@@ -699,7 +816,12 @@ function checkHostPolicyL7(rule: CiliumRule, report: Reporter): void {
       for (const t of ['http', 'kafka'] as const) {
         if ((p.rules?.[t]?.length ?? 0) > 0) {
           const at: PathSegment[] = ['egress', i, 'toPorts', j, 'rules', t];
-          report(at, `L7 protocol ${t.toUpperCase()} is not supported on host egress yet`, 'only DNS rules with nodeSelector', 'conflict');
+          report(
+            at,
+            `L7 protocol ${t.toUpperCase()} is not supported on host egress yet`,
+            'only DNS rules with nodeSelector',
+            'conflict',
+          );
         }
       }
     }),
@@ -710,27 +832,49 @@ function ciliumRule(clusterwide: boolean) {
   return object(ruleFields, {
     check: (rule, report) => {
       if (rule.endpointSelector === undefined && rule.nodeSelector === undefined) {
-        report([], 'rule must have one of endpointSelector or nodeSelector', 'exactly one of endpointSelector, nodeSelector', 'required');
+        report(
+          [],
+          'rule must have one of endpointSelector or nodeSelector',
+          'exactly one of endpointSelector, nodeSelector',
+          'required',
+        );
       } else if (rule.endpointSelector !== undefined && rule.nodeSelector !== undefined) {
-        report(['nodeSelector'], 'rule cannot have both endpointSelector and nodeSelector', 'exactly one of endpointSelector, nodeSelector', 'conflict');
+        report(
+          ['nodeSelector'],
+          'rule cannot have both endpointSelector and nodeSelector',
+          'exactly one of endpointSelector, nodeSelector',
+          'conflict',
+        );
       } else if (rule.nodeSelector !== undefined) {
         if (!clusterwide) {
-          report(['nodeSelector'], 'nodeSelector can only be used in a CiliumClusterwideNetworkPolicy', 'endpointSelector', 'conflict');
+          report(
+            ['nodeSelector'],
+            'nodeSelector can only be used in a CiliumClusterwideNetworkPolicy',
+            'endpointSelector',
+            'conflict',
+          );
         } else {
           checkHostPolicyL7(rule, report);
         }
       }
       const directions = ['ingress', 'ingressDeny', 'egress', 'egressDeny'] as const;
       if (directions.every((d) => (rule[d]?.length ?? 0) === 0)) {
-        report([], 'rule must have at least one of ingress, ingressDeny, egress, egressDeny', 'at least one rule list', 'required');
+        report(
+          [],
+          'rule must have at least one of ingress, ingressDeny, egress, egressDeny',
+          'at least one rule list',
+          'required',
+        );
       }
     },
     // Rule.Sanitize: default deny is on for each direction that has rules, unless set explicitly.
     complete: (rule) => ({
       ...rule,
       enableDefaultDeny: {
-        ingress: rule.enableDefaultDeny?.ingress ?? ((rule.ingress?.length ?? 0) > 0 || (rule.ingressDeny?.length ?? 0) > 0),
-        egress: rule.enableDefaultDeny?.egress ?? ((rule.egress?.length ?? 0) > 0 || (rule.egressDeny?.length ?? 0) > 0),
+        ingress:
+          rule.enableDefaultDeny?.ingress ?? ((rule.ingress?.length ?? 0) > 0 || (rule.ingressDeny?.length ?? 0) > 0),
+        egress:
+          rule.enableDefaultDeny?.egress ?? ((rule.egress?.length ?? 0) > 0 || (rule.egressDeny?.length ?? 0) > 0),
       },
     }),
   });

@@ -48,7 +48,8 @@ export function serviceAccountProblem(v: string): string | undefined {
   if (slashes === 1) {
     const [ns, sa] = v.split('/') as [string, string];
     if (ns === '') return `expected format 'namespace/serviceAccount', found empty namespace in ${JSON.stringify(v)}`;
-    if (sa === '') return `expected format 'namespace/serviceAccount', found empty serviceAccount in ${JSON.stringify(v)}`;
+    if (sa === '')
+      return `expected format 'namespace/serviceAccount', found empty serviceAccount in ${JSON.stringify(v)}`;
   }
   return undefined;
 }
@@ -56,7 +57,9 @@ export function serviceAccountProblem(v: string): string | undefined {
 const nonEmpty = (expected: string): Schema<string> => string({ minLength: 1, expected });
 const values = (expected: string) => opt(array(nonEmpty(expected)));
 const ipBlocks = () =>
-  opt(array(string({ minLength: 1, expected: 'an IP address or CIDR such as "203.0.113.0/24"', check: ipBlockProblem })));
+  opt(
+    array(string({ minLength: 1, expected: 'an IP address or CIDR such as "203.0.113.0/24"', check: ipBlockProblem })),
+  );
 const serviceAccounts = () =>
   opt(
     array(
@@ -130,7 +133,16 @@ export type AuthorizationSource = ObjectOf<typeof source.fields>;
 // ---------------------------------------------------------------------------------------------------------
 // Operation
 
-const OPERATION_FIELDS = ['hosts', 'notHosts', 'ports', 'notPorts', 'methods', 'notMethods', 'paths', 'notPaths'] as const;
+const OPERATION_FIELDS = [
+  'hosts',
+  'notHosts',
+  'ports',
+  'notPorts',
+  'methods',
+  'notMethods',
+  'paths',
+  'notPaths',
+] as const;
 
 /** Envoy's pchar set (RFC 3986): what a literal path segment may contain next to `{*}` / `{**}`. */
 const VALID_LITERAL = /^[a-zA-Z0-9\-._~%!$&'()+,;:@=]+$/;
@@ -264,7 +276,12 @@ export const condition = object(
       const keyProblem = conditionKeyProblem(c.key);
       if (keyProblem !== undefined) report(['key'], keyProblem, ATTRIBUTES_TEXT, 'enum');
       if ((c.values?.length ?? 0) === 0 && (c.notValues?.length ?? 0) === 0) {
-        report([], `at least one of \`values\` or \`notValues\` must be set for key ${c.key}`, 'values or notValues', 'required');
+        report(
+          [],
+          `at least one of \`values\` or \`notValues\` must be set for key ${c.key}`,
+          'values or notValues',
+          'required',
+        );
         return;
       }
       if (keyProblem !== undefined) return;
@@ -275,7 +292,8 @@ export const condition = object(
         }
         list.forEach((v, i) => {
           const problem = conditionValueProblem(c.key, v);
-          if (problem !== undefined) report([field, i], `invalid value for key ${c.key}: ${problem}`, undefined, 'format');
+          if (problem !== undefined)
+            report([field, i], `invalid value for key ${c.key}: ${problem}`, undefined, 'format');
         });
       }
     },
@@ -314,14 +332,27 @@ function checkCustomRules(rules: readonly AuthorizationRule[], report: Reporter)
       for (const field of CUSTOM_UNSUPPORTED_SOURCE) {
         if ((f.source[field]?.length ?? 0) > 0) {
           const at: PathSegment[] = ['rules', i, 'from', j, 'source', field];
-          report(at, `${field} is currently not supported with CUSTOM action`, 'ipBlocks, remoteIpBlocks or operations');
+          report(
+            at,
+            `${field} is currently not supported with CUSTOM action`,
+            'ipBlocks, remoteIpBlocks or operations',
+          );
         }
       }
     });
     r.when?.forEach((w, j) => {
       const k = w.key;
-      if (k === 'source.namespace' || k === 'source.serviceAccount' || k === 'source.principal' || k.startsWith('request.auth.')) {
-        report(['rules', i, 'when', j, 'key'], `${k} is currently not supported with CUSTOM action`, 'a non-identity attribute');
+      if (
+        k === 'source.namespace' ||
+        k === 'source.serviceAccount' ||
+        k === 'source.principal' ||
+        k.startsWith('request.auth.')
+      ) {
+        report(
+          ['rules', i, 'when', j, 'key'],
+          `${k} is currently not supported with CUSTOM action`,
+          'a non-identity attribute',
+        );
       }
     });
   });
@@ -347,13 +378,28 @@ export const authorizationPolicySpec = object(
             'required',
           );
         } else if (spec.provider === undefined) {
-          report(['provider'], 'CUSTOM action requires `provider`', 'provider.name of an extension provider in MeshConfig', 'required');
+          report(
+            ['provider'],
+            'CUSTOM action requires `provider`',
+            'provider.name of an extension provider in MeshConfig',
+            'required',
+          );
         } else if (spec.provider.name === undefined || spec.provider.name === '') {
-          report(['provider', 'name'], '`provider.name` must not be empty', 'the name of an extension provider in MeshConfig', 'required');
+          report(
+            ['provider', 'name'],
+            '`provider.name` must not be empty',
+            'the name of an extension provider in MeshConfig',
+            'required',
+          );
         }
         checkCustomRules(spec.rules ?? [], report);
       } else if (spec.provider !== undefined) {
-        report(['provider'], `\`provider\` must not be set with non CUSTOM action, found ${spec.action}`, 'action CUSTOM, or no provider', 'conflict');
+        report(
+          ['provider'],
+          `\`provider\` must not be set with non CUSTOM action, found ${spec.action}`,
+          'action CUSTOM, or no provider',
+          'conflict',
+        );
       }
       if (spec.action === 'DENY' && !hasRules) {
         report(

@@ -130,7 +130,12 @@ export const jwtRule = object(
         );
       }
       if (r.issuer === undefined && r.jwksUri === undefined && r.jwks_uri === undefined) {
-        report(['issuer'], 'required field "issuer" is missing (it may only be left out when jwksUri is set)', 'the issuer (iss claim)', 'required');
+        report(
+          ['issuer'],
+          'required field "issuer" is missing (it may only be left out when jwksUri is set)',
+          'the issuer (iss claim)',
+          'required',
+        );
       }
     },
     // jwks_uri is the same field as jwksUri.

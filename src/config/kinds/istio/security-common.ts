@@ -55,7 +55,8 @@ export const ALLOWED_TARGET_KINDS: readonly { readonly group: string; readonly k
   { group: 'gateway.networking.k8s.io', kind: 'Gateway' },
   { group: 'gateway.networking.k8s.io', kind: 'GatewayClass' },
 ];
-const ALLOWED_TARGETS_TEXT = 'one of core/Service, networking.istio.io/ServiceEntry, gateway.networking.k8s.io/Gateway, gateway.networking.k8s.io/GatewayClass';
+const ALLOWED_TARGETS_TEXT =
+  'one of core/Service, networking.istio.io/ServiceEntry, gateway.networking.k8s.io/Gateway, gateway.networking.k8s.io/GatewayClass';
 
 export const policyTargetReference = object(
   {
@@ -144,9 +145,17 @@ export function checkDryRunAnnotation(doc: unknown, report: Reporter, action?: s
   if (value === undefined) return;
   const at: PathSegment[] = ['metadata', 'annotations', DRY_RUN_ANNOTATION];
   if (action === undefined) {
-    report(at, `unsupported annotation ${DRY_RUN_ANNOTATION}; only AuthorizationPolicy supports it`, 'no such annotation');
+    report(
+      at,
+      `unsupported annotation ${DRY_RUN_ANNOTATION}; only AuthorizationPolicy supports it`,
+      'no such annotation',
+    );
   } else if (action !== 'ALLOW' && action !== 'DENY') {
-    report(at, `${DRY_RUN_ANNOTATION} only supports action ALLOW or DENY, found action ${action}`, 'action ALLOW or DENY');
+    report(
+      at,
+      `${DRY_RUN_ANNOTATION} only supports action ALLOW or DENY, found action ${action}`,
+      'action ALLOW or DENY',
+    );
   } else if (!GO_BOOLS.has(value)) {
     report(at, `${DRY_RUN_ANNOTATION} has an invalid value ${JSON.stringify(value)}`, '"true" or "false"');
   }

@@ -53,7 +53,11 @@ const certificates = object(
   {
     check: (v, report) => {
       if (parseGoDuration(v.workloadTTL)! >= parseGoDuration(v.rootTTL)!) {
-        report(['workloadTTL'], `${v.workloadTTL} is not shorter than rootTTL ${v.rootTTL}`, 'a workload lifetime shorter than the root lifetime');
+        report(
+          ['workloadTTL'],
+          `${v.workloadTTL} is not shorter than rootTTL ${v.rootTTL}`,
+          'a workload lifetime shorter than the root lifetime',
+        );
       }
     },
   },
@@ -62,15 +66,25 @@ const certificates = object(
 const meshSpec = object(
   {
     trustDomain: def(
-      string({ minLength: 1, maxLength: 255, pattern: TRUST_DOMAIN, expected: 'a SPIFFE trust domain: lowercase letters, digits, ".", "-", "_"' }),
+      string({
+        minLength: 1,
+        maxLength: 255,
+        pattern: TRUST_DOMAIN,
+        expected: 'a SPIFFE trust domain: lowercase letters, digits, ".", "-", "_"',
+      }),
       'cluster.local',
     ),
     /** DNS suffix of service host names: NAME.NAMESPACE.svc.<clusterDomain>. */
-    clusterDomain: def(string({ minLength: 1, pattern: /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, expected: 'a DNS domain' }), 'cluster.local'),
+    clusterDomain: def(
+      string({ minLength: 1, pattern: /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, expected: 'a DNS domain' }),
+      'cluster.local',
+    ),
     /** Trust domains whose SVIDs are accepted as this one (Istio's trustDomainAliases). */
     trustDomainAliases: opt(array(string({ pattern: TRUST_DOMAIN, expected: 'a SPIFFE trust domain' }))),
     /** The mesh-wide PeerAuthentication default; Istio's is PERMISSIVE. */
-    mtls: def(object({ mode: def(oneOf(['STRICT', 'PERMISSIVE', 'DISABLE']), 'PERMISSIVE') }), () => ({ mode: 'PERMISSIVE' as const })),
+    mtls: def(object({ mode: def(oneOf(['STRICT', 'PERMISSIVE', 'DISABLE']), 'PERMISSIVE') }), () => ({
+      mode: 'PERMISSIVE' as const,
+    })),
     certificates: def(certificates, () => ({ workloadTTL: '24h', rootTTL: '87600h', jwtTTL: '5m' })),
     /** The namespace treated as Istio's root namespace (mesh-wide policies live there). */
     rootNamespace: def(dnsSubdomain('namespace'), 'istio-system'),
@@ -87,7 +101,12 @@ const meshSpec = object(
       const names = new Map<string, number>();
       (spec.nodes ?? []).forEach((n, i) => {
         const prev = names.get(n.name);
-        if (prev !== undefined) report(['nodes', i, 'name'], `duplicate node name ${JSON.stringify(n.name)} (also nodes[${prev}])`, 'unique node names');
+        if (prev !== undefined)
+          report(
+            ['nodes', i, 'name'],
+            `duplicate node name ${JSON.stringify(n.name)} (also nodes[${prev}])`,
+            'unique node names',
+          );
         names.set(n.name, i);
       });
       const endpoints = new Map<string, number>();
@@ -95,7 +114,11 @@ const meshSpec = object(
         const key = `${n.address}:${n.ports.hbone}`;
         const prev = endpoints.get(key);
         if (prev !== undefined) {
-          report(['nodes', i, 'ports', 'hbone'], `node ${n.name} listens on ${key} like nodes[${prev}]`, 'a distinct address or HBONE port per node');
+          report(
+            ['nodes', i, 'ports', 'hbone'],
+            `node ${n.name} listens on ${key} like nodes[${prev}]`,
+            'a distinct address or HBONE port per node',
+          );
         }
         endpoints.set(key, i);
       });
@@ -108,7 +131,8 @@ export const meshKind = defineKind({
   kind: 'Mesh',
   versions: ['v1alpha1'],
   namespaced: false,
-  summary: 'Mesh-wide settings: trust domain, default mTLS mode, certificate lifetimes, and the nodes outside Kubernetes.',
+  summary:
+    'Mesh-wide settings: trust domain, default mTLS mode, certificate lifetimes, and the nodes outside Kubernetes.',
   fields: { spec: def(meshSpec, defaultMeshSpec), status: opt(unchecked()) },
 });
 export type MeshSpec = ObjectOf<typeof meshSpec.fields>;
@@ -119,4 +143,3 @@ export function defaultMeshSpec(): MeshSpec {
   if (v === INVALID) throw new Error('Mesh defaults do not validate');
   return v;
 }
-
