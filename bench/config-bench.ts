@@ -126,7 +126,8 @@ try {
     // The first run is measured: later ones start with the previous run's garbage still counted.
     if (run === 0) heapMiB = (process.memoryUsage().heapUsed - heapBefore) / 1048576;
     if (model.routes.length !== SERVICES) throw new Error('routes missing');
-    if (model.services.length !== SERVICES) throw new Error(`expected ${SERVICES} services, got ${model.services.length}`);
+    if (model.services.length !== SERVICES)
+      throw new Error(`expected ${SERVICES} services, got ${model.services.length}`);
   }
 
   // One resource changes at a time: the watcher re-reads that file, and the control plane's
@@ -136,7 +137,10 @@ try {
   let current = resources;
   for (let k = 0; k < 20; k++) {
     const target = files[(k * 7) % files.length]!;
-    writeFileSync(target, readFileSync(target, 'utf8').replace(/weight: (\d+)/, (_, w: string) => `weight: ${(Number(w) % 99) + 1}`));
+    writeFileSync(
+      target,
+      readFileSync(target, 'utf8').replace(/weight: (\d+)/, (_, w: string) => `weight: ${(Number(w) % 99) + 1}`),
+    );
     const t = performance.now();
     const reread = loadDocuments(readConfigFile(target).documents);
     const next = [...current.filter((r) => r.source.file !== target), ...reread.resources];
@@ -154,7 +158,12 @@ try {
     ['load: read + parse + validate + defaults', ms(median(load)), '', (median(load) / median(anchor)).toFixed(2)],
     ['compile: resources -> mesh model', ms(median(compile)), '', ''],
     ['load + compile', ms(total), '< 2000 ms', total < 2000 ? 'met' : 'MISSED'],
-    ['one-resource change (median of 20): re-read + recompile', ms(median(change)), '< 50 ms', median(change) < 50 ? 'met' : 'MISSED'],
+    [
+      'one-resource change (median of 20): re-read + recompile',
+      ms(median(change)),
+      '< 50 ms',
+      median(change) < 50 ? 'met' : 'MISSED',
+    ],
     ['heap held by resources + model', `${heapMiB.toFixed(1)} MiB`, '', ''],
   ];
   console.log(

@@ -1,5 +1,4 @@
 // Services and ServiceEntries -> ServiceModels with their endpoints (selectors over workloads).
-import { compareStrings } from '../util/compare.js';
 import type { MeshSpec } from '../config/kinds/trellis/mesh.js';
 import { keyOf, type Resource } from '../config/resource.js';
 import { AnalysisSink } from './analysis.js';

@@ -39,7 +39,11 @@ test('cross-reference problems are reported with the upstream reason at the fiel
     writeFileSync(file, readFileSync(file, 'utf8').replace('        - name: frontend\n', '        - name: frontnd\n'));
     const r = runCli(['validate', '-f', dir, '-o', 'json']);
     assert.equal(r.code, 1);
-    const report = JSON.parse(r.stdout) as { valid: boolean; errors: number; diagnostics: { code: string; field: string; line: number; file: string }[] };
+    const report = JSON.parse(r.stdout) as {
+      valid: boolean;
+      errors: number;
+      diagnostics: { code: string; field: string; line: number; file: string }[];
+    };
     assert.equal(report.valid, false);
     assert.equal(report.errors, 1);
     const d = report.diagnostics.find((x) => x.code === 'BackendNotFound')!;

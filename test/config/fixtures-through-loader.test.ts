@@ -41,14 +41,23 @@ for (const kind of kinds) {
 
   test(`${kind}: invalid fixtures give exactly their expected problems, with positions`, () => {
     for (const f of files(join(ROOT, kind, 'invalid'))) {
-      const expects = [...readFileSync(f, 'utf8').matchAll(/^# expect: ((?:[^\s":]|"[^"]*")*): (.*)$/gm)].map((m) => ({ field: m[1]!, re: new RegExp(m[2]!, 'i') }));
+      const expects = [...readFileSync(f, 'utf8').matchAll(/^# expect: ((?:[^\s":]|"[^"]*")*): (.*)$/gm)].map((m) => ({
+        field: m[1]!,
+        re: new RegExp(m[2]!, 'i'),
+      }));
       assert.ok(expects.length > 0, `${f} has no "# expect:" lines`);
       const errs = loadPaths([f]).diagnostics.filter((d) => d.severity === 'error');
       assert.equal(errs.length, expects.length, `${f}: ${JSON.stringify(errs.map((e) => `${e.field}: ${e.message}`))}`);
       for (const e of expects) {
         const hit = errs.find((d) => (d.field ?? '') === e.field && e.re.test(d.message));
-        assert.ok(hit, `${f}: no problem at ${e.field} matching ${e.re}; got ${JSON.stringify(errs.map((x) => `${x.field}: ${x.message}`))}`);
-        assert.ok(hit.line !== undefined && hit.line > 0 && hit.column !== undefined, `${f}: ${e.field} has no position`);
+        assert.ok(
+          hit,
+          `${f}: no problem at ${e.field} matching ${e.re}; got ${JSON.stringify(errs.map((x) => `${x.field}: ${x.message}`))}`,
+        );
+        assert.ok(
+          hit.line !== undefined && hit.line > 0 && hit.column !== undefined,
+          `${f}: ${e.field} has no position`,
+        );
       }
     }
   });

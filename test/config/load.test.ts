@@ -69,11 +69,22 @@ test('directories are walked recursively; multi-document YAML, JSON and HuJSON a
     { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'b' } },
   ]);
   withFiles(
-    { 'x/svc.yaml': `${SERVICE}---\n# comment-only document\n---\n${SERVICE.replace('name: api', 'name: web')}`, 'ns.hujson': hujson, 'more/deeper/list.json': json, 'notes.txt': 'ignored' },
+    {
+      'x/svc.yaml': `${SERVICE}---\n# comment-only document\n---\n${SERVICE.replace('name: api', 'name: web')}`,
+      'ns.hujson': hujson,
+      'more/deeper/list.json': json,
+      'notes.txt': 'ignored',
+    },
     (dir) => {
       const r = loadPaths([dir]);
       assert.deepEqual(errors(r.diagnostics), []);
-      assert.deepEqual(r.resources.map((x) => `${x.kind}/${x.name}`).sort(), ['Namespace/a', 'Namespace/b', 'Namespace/prod', 'Service/api', 'Service/web']);
+      assert.deepEqual(r.resources.map((x) => `${x.kind}/${x.name}`).sort(), [
+        'Namespace/a',
+        'Namespace/b',
+        'Namespace/prod',
+        'Service/api',
+        'Service/web',
+      ]);
       assert.equal(r.files.length, 3);
     },
   );
@@ -126,32 +137,49 @@ test('empty files are reported (warning) and an input with no resources is an er
 });
 
 test('a document with no kind, or no apiVersion, is not a resource', () => {
-  withFiles({ 'a.yaml': 'apiVersion: v1\nmetadata:\n  name: x\n', 'b.yaml': 'Kind: Service\napiversion: v1\n' }, (dir) => {
-    const r = loadPaths([dir]);
-    const es = errors(r.diagnostics);
-    assert.equal(es.length, 2);
-    assert.ok(es.every((e) => e.code === 'TRELLIS_ERR_NOT_A_RESOURCE'));
-    assert.match(es[0]!.message, /no kind/);
-    assert.match(es[1]!.message, /did you mean "Kind"/);
-  });
+  withFiles(
+    { 'a.yaml': 'apiVersion: v1\nmetadata:\n  name: x\n', 'b.yaml': 'Kind: Service\napiversion: v1\n' },
+    (dir) => {
+      const r = loadPaths([dir]);
+      const es = errors(r.diagnostics);
+      assert.equal(es.length, 2);
+      assert.ok(es.every((e) => e.code === 'TRELLIS_ERR_NOT_A_RESOURCE'));
+      assert.match(es[0]!.message, /no kind/);
+      assert.match(es[1]!.message, /did you mean "Kind"/);
+    },
+  );
 });
 
 test('a wrong apiVersion for a kind names the served versions', () => {
-  withFiles({ 'a.yaml': SERVICE.replace('apiVersion: v1', 'apiVersion: networking.istio.io/v1') + '---\n' + route('    - {}\n').replace('gateway.networking.k8s.io/v1', 'gateway.networking.k8s.io/v2') }, (dir) => {
-    const es = errors(loadPaths([dir]).diagnostics);
-    assert.equal(es.length, 2);
-    assert.ok(es.every((e) => e.code === 'TRELLIS_ERR_API_VERSION' && e.field === 'apiVersion'));
-    assert.match(es[0]!.expected!, /apiVersion v1/);
-    assert.match(es[1]!.expected!, /gateway\.networking\.k8s\.io\/v1 or gateway\.networking\.k8s\.io\/v1beta1/);
-  });
+  withFiles(
+    {
+      'a.yaml':
+        SERVICE.replace('apiVersion: v1', 'apiVersion: networking.istio.io/v1') +
+        '---\n' +
+        route('    - {}\n').replace('gateway.networking.k8s.io/v1', 'gateway.networking.k8s.io/v2'),
+    },
+    (dir) => {
+      const es = errors(loadPaths([dir]).diagnostics);
+      assert.equal(es.length, 2);
+      assert.ok(es.every((e) => e.code === 'TRELLIS_ERR_API_VERSION' && e.field === 'apiVersion'));
+      assert.match(es[0]!.expected!, /apiVersion v1/);
+      assert.match(es[1]!.expected!, /gateway\.networking\.k8s\.io\/v1 or gateway\.networking\.k8s\.io\/v1beta1/);
+    },
+  );
 });
 
 test('unknown kinds get a did-you-mean; kinds from the ecosystem that Trellis does not read say what to use', () => {
-  withFiles({ 'a.yaml': SERVICE.replace('kind: Service', 'kind: Servce'), 'b.yaml': 'apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata:\n  name: g\n' }, (dir) => {
-    const es = errors(loadPaths([dir]).diagnostics);
-    assert.match(es[0]!.message, /unknown kind "Servce" \(did you mean "Service"\?\)/);
-    assert.match(es[1]!.message, /Gateway API kind/);
-  });
+  withFiles(
+    {
+      'a.yaml': SERVICE.replace('kind: Service', 'kind: Servce'),
+      'b.yaml': 'apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata:\n  name: g\n',
+    },
+    (dir) => {
+      const es = errors(loadPaths([dir]).diagnostics);
+      assert.match(es[0]!.message, /unknown kind "Servce" \(did you mean "Service"\?\)/);
+      assert.match(es[1]!.message, /Gateway API kind/);
+    },
+  );
 });
 
 test('tabs, duplicate keys and syntax errors are reported with their position, other documents still load', () => {
@@ -173,7 +201,10 @@ test('tabs, duplicate keys and syntax errors are reported with their position, o
       assert.equal(byFile.get('dup.yaml')!.line, 17);
       assert.equal(byFile.get('dup.json')!.code, 'TRELLIS_ERR_DUPLICATE_KEY');
       assert.equal(byFile.get('broken.json')!.code, 'TRELLIS_ERR_SYNTAX');
-      assert.deepEqual(r.resources.map((x) => x.name), ['api']);
+      assert.deepEqual(
+        r.resources.map((x) => x.name),
+        ['api'],
+      );
     },
   );
 });
@@ -223,7 +254,11 @@ test('a 10 MB file is refused with the limit, quickly', () => {
 });
 
 test('non-UTF-8 bytes are reported with their line', () => {
-  const bytes = Buffer.concat([Buffer.from('apiVersion: v1\nkind: Namespace\nmetadata:\n  name: caf'), Buffer.from([0xe9]), Buffer.from('\n')]);
+  const bytes = Buffer.concat([
+    Buffer.from('apiVersion: v1\nkind: Namespace\nmetadata:\n  name: caf'),
+    Buffer.from([0xe9]),
+    Buffer.from('\n'),
+  ]);
   withFiles({ 'latin1.yaml': bytes }, (dir) => {
     const e = only(loadPaths([dir]).diagnostics);
     assert.equal(e.code, 'TRELLIS_ERR_ENCODING');
@@ -255,7 +290,9 @@ spec:
             http:
               - path: "/v1/(?=lookahead)"
 `;
-  const r = route('    - matches:\n        - path:\n            type: RegularExpression\n            value: "/(a"\n      backendRefs:\n        - name: api\n          port: 8080\n');
+  const r = route(
+    '    - matches:\n        - path:\n            type: RegularExpression\n            value: "/(a"\n      backendRefs:\n        - name: api\n          port: 8080\n',
+  );
   withFiles({ 'cnp.yaml': cnp, 'route.yaml': r }, (dir) => {
     const es = errors(loadPaths([dir]).diagnostics);
     assert.equal(es.length, 2);
@@ -270,7 +307,9 @@ spec:
 test('negative and non-integer backend weights', () => {
   withFiles(
     {
-      'r.yaml': route('    - backendRefs:\n        - name: a\n          port: 80\n          weight: -1\n        - name: b\n          port: 80\n          weight: 1.5\n'),
+      'r.yaml': route(
+        '    - backendRefs:\n        - name: a\n          port: 80\n          weight: -1\n        - name: b\n          port: 80\n          weight: 1.5\n',
+      ),
     },
     (dir) => {
       const es = errors(loadPaths([dir]).diagnostics);
@@ -316,15 +355,18 @@ test('ports outside 1-65535', () => {
 test('an HTTPRoute with more than 16 rules, or a rule with more than 64 matches, hits the upstream limits', () => {
   const rule = '    - backendRefs:\n        - name: a\n          port: 80\n';
   const matches = Array.from({ length: 65 }, (_, i) => `        - path:\n            value: /p${i}\n`).join('');
-  withFiles({ 'a.yaml': route(rule.repeat(17)), 'b.yaml': route(`    - matches:\n${matches}`).replace('name: r', 'name: r2') }, (dir) => {
-    const es = errors(loadPaths([dir]).diagnostics);
-    assert.equal(es.length, 2);
-    assert.equal(es[0]!.code, 'TRELLIS_ERR_LIMIT_EXCEEDED');
-    assert.equal(es[0]!.field, 'spec.rules');
-    assert.equal(es[0]!.expected, 'at most 16');
-    assert.equal(es[1]!.field, 'spec.rules[0].matches');
-    assert.equal(es[1]!.expected, 'at most 64');
-  });
+  withFiles(
+    { 'a.yaml': route(rule.repeat(17)), 'b.yaml': route(`    - matches:\n${matches}`).replace('name: r', 'name: r2') },
+    (dir) => {
+      const es = errors(loadPaths([dir]).diagnostics);
+      assert.equal(es.length, 2);
+      assert.equal(es[0]!.code, 'TRELLIS_ERR_LIMIT_EXCEEDED');
+      assert.equal(es[0]!.field, 'spec.rules');
+      assert.equal(es[0]!.expected, 'at most 16');
+      assert.equal(es[1]!.field, 'spec.rules[0].matches');
+      assert.equal(es[1]!.expected, 'at most 64');
+    },
+  );
 });
 
 test('the same kind/namespace/name twice is an error naming both places', () => {
@@ -346,9 +388,12 @@ test('a path that does not exist is a read error', () => {
 });
 
 test('garbage: deep nesting and binary-looking text never crash the loader', () => {
-  withFiles({ 'deep.yaml': '['.repeat(100000), 'junk.yaml': '::: - ] } {\n  - ? : ! % @\n', 'scalar.yaml': 'just a string\n' }, (dir) => {
-    const r = loadPaths([dir]);
-    assert.equal(r.resources.length, 0);
-    assert.ok(errors(r.diagnostics).length >= 3);
-  });
+  withFiles(
+    { 'deep.yaml': '['.repeat(100000), 'junk.yaml': '::: - ] } {\n  - ? : ! % @\n', 'scalar.yaml': 'just a string\n' },
+    (dir) => {
+      const r = loadPaths([dir]);
+      assert.equal(r.resources.length, 0);
+      assert.ok(errors(r.diagnostics).length >= 3);
+    },
+  );
 });

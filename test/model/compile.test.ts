@@ -34,7 +34,10 @@ test('the shop example compiles to services with endpoints, identities, routes a
 
   const api = m.services.find((s) => s.id === 'Service/shop/api')!;
   assert.equal(api.hostname, 'api.shop.svc.cluster.local');
-  assert.deepEqual(api.ports.map((p) => [p.name, p.port, p.protocol]), [['http', 8080, 'HTTP']]);
+  assert.deepEqual(
+    api.ports.map((p) => [p.name, p.port, p.protocol]),
+    [['http', 8080, 'HTTP']],
+  );
   assert.deepEqual(
     api.endpoints.map((e) => [e.workload, e.address, e.ports.http, e.node]),
     [
@@ -48,7 +51,11 @@ test('the shop example compiles to services with endpoints, identities, routes a
 
   assert.deepEqual(
     m.identities.map((i) => i.spiffeId),
-    ['spiffe://cluster.local/ns/shop/sa/api', 'spiffe://cluster.local/ns/shop/sa/frontend', 'spiffe://cluster.local/ns/shop/sa/orders'],
+    [
+      'spiffe://cluster.local/ns/shop/sa/api',
+      'spiffe://cluster.local/ns/shop/sa/frontend',
+      'spiffe://cluster.local/ns/shop/sa/orders',
+    ],
   );
 
   const canary = m.routes.find((r) => r.id === 'HTTPRoute/shop/api-canary')!;
@@ -74,7 +81,10 @@ test('the shop example compiles to services with endpoints, identities, routes a
 
   const nodeA = m.nodes.find((n) => n.name === 'node-a')!;
   assert.deepEqual(nodeA.workloads, ['WorkloadEntry/shop/api-v1', 'WorkloadEntry/shop/frontend']);
-  assert.deepEqual(nodeA.identities, ['spiffe://cluster.local/ns/shop/sa/api', 'spiffe://cluster.local/ns/shop/sa/frontend']);
+  assert.deepEqual(nodeA.identities, [
+    'spiffe://cluster.local/ns/shop/sa/api',
+    'spiffe://cluster.local/ns/shop/sa/frontend',
+  ]);
   assert.equal(nodeA.ports.hbone, 15008);
   assert.deepEqual(nodeA.locality, { region: 'eu-west', zone: 'zone-a', subzone: '' });
   const nodeB = m.nodes.find((n) => n.name === 'node-b')!;
@@ -169,10 +179,26 @@ test('Gateway API attachment: NotAllowedByListeners, NoMatchingListenerHostname,
   const m = compileModel(
     load(
       GW +
-        routeIn('allowed', 'ok', '  parentRefs: [{ name: gw, namespace: infra }]\n  hostnames: [a.example.com]\n  rules: [{ backendRefs: [{ name: app, port: 80 }] }]\n') +
-        routeIn('other', 'not-allowed', '  parentRefs: [{ name: gw, namespace: infra }]\n  rules: [{ backendRefs: [{ name: app, port: 80 }] }]\n') +
-        routeIn('allowed', 'wrong-host', '  parentRefs: [{ name: gw, namespace: infra }]\n  hostnames: [a.example.org]\n  rules: [{ backendRefs: [{ name: app, port: 80 }] }]\n') +
-        routeIn('allowed', 'no-parent', '  parentRefs: [{ name: gw, namespace: infra, sectionName: tls }]\n  rules: [{ backendRefs: [{ name: app, port: 80 }] }]\n'),
+        routeIn(
+          'allowed',
+          'ok',
+          '  parentRefs: [{ name: gw, namespace: infra }]\n  hostnames: [a.example.com]\n  rules: [{ backendRefs: [{ name: app, port: 80 }] }]\n',
+        ) +
+        routeIn(
+          'other',
+          'not-allowed',
+          '  parentRefs: [{ name: gw, namespace: infra }]\n  rules: [{ backendRefs: [{ name: app, port: 80 }] }]\n',
+        ) +
+        routeIn(
+          'allowed',
+          'wrong-host',
+          '  parentRefs: [{ name: gw, namespace: infra }]\n  hostnames: [a.example.org]\n  rules: [{ backendRefs: [{ name: app, port: 80 }] }]\n',
+        ) +
+        routeIn(
+          'allowed',
+          'no-parent',
+          '  parentRefs: [{ name: gw, namespace: infra, sectionName: tls }]\n  rules: [{ backendRefs: [{ name: app, port: 80 }] }]\n',
+        ),
     ),
   );
   const status = (name: string) => m.routes.find((r) => r.id.endsWith(`/${name}`))!.parents[0]!.conditions[0]!;

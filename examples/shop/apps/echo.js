@@ -24,8 +24,14 @@ if (values.tcp) {
 } else {
   createServer(async (req, res) => {
     let upstream;
-    if (values.upstream && req.url?.startsWith('/call')) upstream = await callUpstream(values.upstream).catch((e) => `error: ${e.message}`);
-    const body = JSON.stringify({ name: values.name, path: req.url, peer: req.headers['x-forwarded-client-cert'] ?? null, upstream });
+    if (values.upstream && req.url?.startsWith('/call'))
+      upstream = await callUpstream(values.upstream).catch((e) => `error: ${e.message}`);
+    const body = JSON.stringify({
+      name: values.name,
+      path: req.url,
+      peer: req.headers['x-forwarded-client-cert'] ?? null,
+      upstream,
+    });
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
     res.end(body);
   }).listen(port, values.host, () => console.log(`${values.name} http on ${values.host}:${port}`));

@@ -3,7 +3,7 @@
 import { array } from '../../schema/collections.js';
 import { def, object, opt, req, type ObjectOf } from '../../schema/object.js';
 import { oneOf, string, unchecked } from '../../schema/primitives.js';
-import { dnsLabel, dnsSubdomain, goDuration, ipAddress, port } from '../../schema/formats.js';
+import { dnsLabel, dnsSubdomain, ipAddress, port } from '../../schema/formats.js';
 import { labels } from '../common/meta.js';
 import { defineKind } from '../kind.js';
 import { INVALID, IssueSink } from '../../schema/schema.js';
