@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { checkResource } from '../../src/config/kinds/check-resource.js';
-import { serviceKind } from '../../src/config/kinds/service.js';
+import { serviceKind } from '../../src/config/kinds/kubernetes/service.js';
 import { formatPath } from '../../src/config/schema/schema.js';
 
 test('a valid Service gets upstream defaults', () => {

@@ -11,8 +11,8 @@ import { apiVersionOf, type KindDefinition } from '../../src/config/kinds/kind.j
 import { authorizationPolicyKind } from '../../src/config/kinds/istio/authorization-policy.js';
 import { peerAuthenticationKind } from '../../src/config/kinds/istio/peer-authentication.js';
 import { requestAuthenticationKind } from '../../src/config/kinds/istio/request-authentication.js';
-import { namespaceKind } from '../../src/config/kinds/namespace.js';
-import { networkPolicyKind } from '../../src/config/kinds/network-policy.js';
+import { namespaceKind } from '../../src/config/kinds/kubernetes/namespace.js';
+import { networkPolicyKind } from '../../src/config/kinds/kubernetes/network-policy.js';
 import {
   ciliumClusterwideNetworkPolicyKind,
   ciliumNetworkPolicyKind,

@@ -1,7 +1,7 @@
 // trellis validate -f PATH...: every problem, one line each, then a summary.
 import { compareDiagnostics, formatDiagnostic, type Diagnostic } from '../../config/diagnostic.js';
 import { loadPaths } from '../../config/load.js';
-import { analysisDiagnostics } from '../../config/model-diagnostics.js';
+import { analysisDiagnostics } from '../analysis-diagnostics.js';
 import { UsageError } from '../../errors.js';
 import { compileModel } from '../../model/compile.js';
 import { HELP_FLAG, type Command } from '../command.js';

@@ -16,10 +16,10 @@ import { serviceEntryKind } from './istio/service-entry.js';
 import { virtualServiceKind } from './istio/virtual-service.js';
 import { workloadEntryKind } from './istio/workload-entry.js';
 import type { BodyOf, KindDefinition } from './kind.js';
-import { namespaceKind } from './namespace.js';
-import { networkPolicyKind } from './network-policy.js';
-import { secretKind } from './secret.js';
-import { serviceKind } from './service.js';
+import { namespaceKind } from './kubernetes/namespace.js';
+import { networkPolicyKind } from './kubernetes/network-policy.js';
+import { secretKind } from './kubernetes/secret.js';
+import { serviceKind } from './kubernetes/service.js';
 import { meshKind } from './trellis/mesh.js';
 import { workloadKind } from './trellis/workload.js';
 

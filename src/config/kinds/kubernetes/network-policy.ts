@@ -4,13 +4,13 @@
 // Rules: kubernetes pkg/apis/networking/validation (ValidateNetworkPolicySpec, ValidateNetworkPolicyPort,
 // ValidateNetworkPolicyPeer, ValidateIPBlock) and the defaults of pkg/apis/networking/v1 (protocol TCP;
 // policyTypes Ingress, plus Egress when there are egress rules).
-import { array } from '../schema/collections.js';
-import { cidr, port } from '../schema/formats.js';
-import { def, object, opt, req, type ObjectOf } from '../schema/object.js';
-import { integer, intOrString, oneOf, string, unchecked } from '../schema/primitives.js';
-import { cidrContains, parseCidr } from '../../util/cidr.js';
-import { labelSelector } from './common/meta.js';
-import { defineKind, type BodyOf } from './kind.js';
+import { array } from '../../schema/collections.js';
+import { cidr, port } from '../../schema/formats.js';
+import { def, object, opt, req, type ObjectOf } from '../../schema/object.js';
+import { integer, intOrString, oneOf, string, unchecked } from '../../schema/primitives.js';
+import { cidrContains, parseCidr } from '../../../util/cidr.js';
+import { labelSelector } from '../common/meta.js';
+import { defineKind, type BodyOf } from '../kind.js';
 
 export const POLICY_TYPES = ['Ingress', 'Egress'] as const;
 export type PolicyType = (typeof POLICY_TYPES)[number];

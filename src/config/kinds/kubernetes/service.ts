@@ -1,10 +1,10 @@
 // v1 Service: https://kubernetes.io/docs/reference/kubernetes-api/service-resources/service-v1/
-import { array, record } from '../schema/collections.js';
-import { def, object, opt, req } from '../schema/object.js';
-import { integer, intOrString, oneOf, string, unchecked } from '../schema/primitives.js';
-import { dnsLabel, ianaServiceName, ipAddress, port } from '../schema/formats.js';
-import { labelKey, labelValue } from './common/meta.js';
-import { defineKind } from './kind.js';
+import { array, record } from '../../schema/collections.js';
+import { def, object, opt, req } from '../../schema/object.js';
+import { integer, intOrString, oneOf, string, unchecked } from '../../schema/primitives.js';
+import { dnsLabel, ianaServiceName, ipAddress, port } from '../../schema/formats.js';
+import { labelKey, labelValue } from '../common/meta.js';
+import { defineKind } from '../kind.js';
 
 const servicePort = object(
   {

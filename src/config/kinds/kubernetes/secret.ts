@@ -1,9 +1,9 @@
 // v1 Secret: the certificates Gateway listeners (certificateRefs) and BackendTLSPolicies
 // (caCertificateRefs via ConfigMap/Secret) point at. `data` is base64, `stringData` plain.
-import { record } from '../schema/collections.js';
-import { def, opt } from '../schema/object.js';
-import { boolean, string, unchecked } from '../schema/primitives.js';
-import { defineKind, type BodyOf } from './kind.js';
+import { record } from '../../schema/collections.js';
+import { def, opt } from '../../schema/object.js';
+import { boolean, string, unchecked } from '../../schema/primitives.js';
+import { defineKind, type BodyOf } from '../kind.js';
 
 const BASE64 = /^[A-Za-z0-9+/\s]*={0,2}\s*$/;
 const dataKey = string({

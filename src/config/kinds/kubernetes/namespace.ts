@@ -2,13 +2,13 @@
 //
 // Rules: kubernetes pkg/apis/core/validation ValidateNamespace (the name is a DNS-1123 label; spec.finalizers are
 // qualified names, and a name without "/" must be a standard finalizer).
-import { array } from '../schema/collections.js';
-import { DNS1123_LABEL } from '../schema/formats.js';
-import { object, opt, type ObjectOf } from '../schema/object.js';
-import { string, unchecked } from '../schema/primitives.js';
-import { IssueSink } from '../schema/schema.js';
-import { labelKey } from './common/meta.js';
-import { defineKind, type BodyOf } from './kind.js';
+import { array } from '../../schema/collections.js';
+import { DNS1123_LABEL } from '../../schema/formats.js';
+import { object, opt, type ObjectOf } from '../../schema/object.js';
+import { string, unchecked } from '../../schema/primitives.js';
+import { IssueSink } from '../../schema/schema.js';
+import { labelKey } from '../common/meta.js';
+import { defineKind, type BodyOf } from '../kind.js';
 
 /** Finalizer names that need no domain prefix (helper.IsStandardFinalizerName). */
 export const STANDARD_FINALIZERS = ['kubernetes', 'orphan', 'foregroundDeletion'] as const;

@@ -1,8 +1,8 @@
 // Analysis messages from the compiled model -> diagnostics positioned in the user's files.
 import type { AnalysisMessage } from '../model/mesh-model.js';
-import type { Diagnostic, Severity } from './diagnostic.js';
-import { parseFieldPath } from './field-path.js';
-import type { Resource } from './resource.js';
+import type { Diagnostic, Severity } from '../config/diagnostic.js';
+import { parseFieldPath } from '../config/field-path.js';
+import type { Resource } from '../config/resource.js';
 
 const SEVERITY: Readonly<Record<AnalysisMessage['level'], Severity>> = {
   Error: 'error',
