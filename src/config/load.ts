@@ -157,16 +157,7 @@ function toResource(doc: SourceDocument, diagnostics: Diagnostic[]): Resource | 
         at(doc, ['kind'], 'TRELLIS_ERR_UNKNOWN_KIND', `${apiVersion} ${kindText}: ${advice}`, undefined, key),
       );
     } else if (def) {
-      diagnostics.push(
-        at(
-          doc,
-          ['apiVersion'],
-          'TRELLIS_ERR_API_VERSION',
-          `${kindText} is not served under ${JSON.stringify(apiVersion)}`,
-          servedVersions(def),
-          key,
-        ),
-      );
+      diagnostics.push(apiVersionProblem(doc, def, apiVersion, key));
     } else {
       diagnostics.push(
         at(
@@ -182,16 +173,7 @@ function toResource(doc: SourceDocument, diagnostics: Diagnostic[]): Resource | 
     return undefined;
   }
   if (!def.versions.includes(version)) {
-    diagnostics.push(
-      at(
-        doc,
-        ['apiVersion'],
-        'TRELLIS_ERR_API_VERSION',
-        `${kindText} is not served under ${JSON.stringify(apiVersion)}`,
-        servedVersions(def),
-        key,
-      ),
-    );
+    diagnostics.push(apiVersionProblem(doc, def, apiVersion, key));
     return undefined;
   }
 
@@ -244,8 +226,21 @@ function keyOfParts(kind: string, namespace: string | undefined, name: string): 
   return namespace === undefined ? { kind, name } : { kind, namespace, name };
 }
 
-function servedVersions(def: KindDefinition): string {
-  return `apiVersion ${def.versions.map((ver) => apiVersionOf(def.group, ver)).join(' or ')}`;
+function apiVersionProblem(
+  doc: SourceDocument,
+  def: KindDefinition,
+  apiVersion: string,
+  key: ResourceKey | undefined,
+): Diagnostic {
+  const served = `apiVersion ${def.versions.map((ver) => apiVersionOf(def.group, ver)).join(' or ')}`;
+  return at(
+    doc,
+    ['apiVersion'],
+    'TRELLIS_ERR_API_VERSION',
+    `${def.kind} is not served under ${JSON.stringify(apiVersion)}`,
+    served,
+    key,
+  );
 }
 
 function at(

@@ -10,7 +10,7 @@ import { def, object, opt, req, type ObjectOf, type Reporter } from '../../schem
 import { boolean, integer, intOrString, oneOf, string, unchecked } from '../../schema/primitives.js';
 import { INVALID, IssueSink, type Invalid, type Path, type PathSegment, type Schema } from '../../schema/schema.js';
 import { parseCidr } from '../../../util/cidr.js';
-import { labelKey, labelSelector, labelValue } from '../common/meta.js';
+import { labelKey, labelSelector, labelValue, selectorRequirement } from '../common/meta.js';
 import { defineKind, type BodyOf } from '../kind.js';
 
 export const CILIUM_GROUP = 'cilium.io';
@@ -39,29 +39,12 @@ const ciliumLabelKey = (): Schema<string> =>
     check: ciliumLabelKeyProblem,
   });
 
-const selectorRequirement = object(
-  {
-    key: req(ciliumLabelKey()),
-    operator: req(oneOf(['In', 'NotIn', 'Exists', 'DoesNotExist'])),
-    values: opt(array(labelValue())),
-  },
-  {
-    check: (v, report) => {
-      const n = v.values?.length ?? 0;
-      if ((v.operator === 'In' || v.operator === 'NotIn') && n === 0) {
-        report(['values'], `must be non-empty when operator is ${v.operator}`, 'at least one value');
-      }
-      if ((v.operator === 'Exists' || v.operator === 'DoesNotExist') && n > 0) {
-        report(['values'], `must be empty when operator is ${v.operator}`, 'no values');
-      }
-    },
-  },
-);
+const ciliumSelectorRequirement = selectorRequirement(ciliumLabelKey());
 
 /** EndpointSelector. `{}` selects every endpoint (or node, for nodeSelector / fromNodes / toNodes). */
 export const endpointSelector = object({
   matchLabels: opt(record(labelValue(), { key: ciliumLabelKey() })),
-  matchExpressions: opt(array(selectorRequirement)),
+  matchExpressions: opt(array(ciliumSelectorRequirement)),
 });
 export type EndpointSelector = ObjectOf<typeof endpointSelector.fields>;
 

@@ -33,24 +33,29 @@ export function labelValue(): Schema<string> {
 
 export const labels = (): Schema<Readonly<Record<string, string>>> => record(labelValue(), { key: labelKey() });
 
-export const labelSelectorRequirement = object(
-  {
-    key: req(labelKey()),
-    operator: req(oneOf(['In', 'NotIn', 'Exists', 'DoesNotExist'])),
-    values: opt(array(labelValue())),
-  },
-  {
-    check: (v, report) => {
-      const n = v.values?.length ?? 0;
-      if ((v.operator === 'In' || v.operator === 'NotIn') && n === 0) {
-        report(['values'], `must be non-empty when operator is ${v.operator}`, 'at least one value');
-      }
-      if ((v.operator === 'Exists' || v.operator === 'DoesNotExist') && n > 0) {
-        report(['values'], `must be empty when operator is ${v.operator}`, 'no values');
-      }
+/** A matchExpressions entry; `key` is the label-key schema (Cilium allows source prefixes). */
+export function selectorRequirement(key: Schema<string> = labelKey()) {
+  return object(
+    {
+      key: req(key),
+      operator: req(oneOf(['In', 'NotIn', 'Exists', 'DoesNotExist'])),
+      values: opt(array(labelValue())),
     },
-  },
-);
+    {
+      check: (v, report) => {
+        const n = v.values?.length ?? 0;
+        if ((v.operator === 'In' || v.operator === 'NotIn') && n === 0) {
+          report(['values'], `must be non-empty when operator is ${v.operator}`, 'at least one value');
+        }
+        if ((v.operator === 'Exists' || v.operator === 'DoesNotExist') && n > 0) {
+          report(['values'], `must be empty when operator is ${v.operator}`, 'no values');
+        }
+      },
+    },
+  );
+}
+
+export const labelSelectorRequirement = selectorRequirement();
 
 /** metav1.LabelSelector. An empty selector selects everything (Kubernetes semantics). */
 export const labelSelector = object({

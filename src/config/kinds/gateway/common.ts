@@ -319,6 +319,22 @@ export const commonRouteFields = {
 export const routeHostnames = () => array(hostname(), { max: 16 });
 
 /** CEL: "Rule name must be unique within the route". */
+/** CEL rule shared by HTTPRoute and GRPCRoute: at most 128 matches across all rules. */
+export function checkTotalMatches(
+  rules: readonly { readonly matches?: readonly unknown[] }[] | undefined,
+  report: Reporter,
+): void {
+  const total = (rules ?? []).reduce((n, r) => n + (r.matches?.length ?? 0), 0);
+  if (total > 128) {
+    report(
+      ['rules'],
+      `has ${total} matches in total; the total number of matches across all rules in a route must be at most 128`,
+      'at most 128 matches across all rules',
+      'limit',
+    );
+  }
+}
+
 export function checkUniqueRuleNames(
   rules: readonly { readonly name?: string }[] | undefined,
   report: Reporter,

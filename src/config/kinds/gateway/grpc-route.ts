@@ -11,6 +11,7 @@ import {
   checkRegex,
   checkServicePort,
   checkUniqueNames,
+  checkTotalMatches,
   checkUniqueRuleNames,
   commonRouteFields,
   headerName,
@@ -152,15 +153,7 @@ export const grpcRouteSpec = object(
     check: (v, report) => {
       if (v.parentRefs) checkParentRefs(v.parentRefs, report, ['parentRefs']);
       checkUniqueRuleNames(v.rules, report);
-      const total = (v.rules ?? []).reduce((n, r) => n + (r.matches?.length ?? 0), 0);
-      if (total > 128) {
-        report(
-          ['rules'],
-          `has ${total} matches in total; the total number of matches across all rules in a route must be at most 128`,
-          'at most 128 matches across all rules',
-          'limit',
-        );
-      }
+      checkTotalMatches(v.rules, report);
     },
   },
 );

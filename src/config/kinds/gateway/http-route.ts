@@ -13,6 +13,7 @@ import {
   checkRegex,
   checkServicePort,
   checkUniqueNames,
+  checkTotalMatches,
   checkUniqueRuleNames,
   commonRouteFields,
   duration,
@@ -436,15 +437,7 @@ export const httpRouteSpec = object(
     check: (v, report) => {
       if (v.parentRefs) checkParentRefs(v.parentRefs, report, ['parentRefs']);
       checkUniqueRuleNames(v.rules, report);
-      const total = v.rules.reduce((n, r) => n + r.matches.length, 0);
-      if (total > 128) {
-        report(
-          ['rules'],
-          `has ${total} matches in total; while 16 rules and 64 matches per rule are allowed, the total number of matches across all rules in a route must be at most 128`,
-          'at most 128 matches across all rules',
-          'limit',
-        );
-      }
+      checkTotalMatches(v.rules, report);
     },
   },
 );
