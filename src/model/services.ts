@@ -2,7 +2,7 @@
 import type { MeshSpec } from '../config/kinds/trellis/mesh.js';
 import { keyOf, type Resource } from '../config/resource.js';
 import { AnalysisSink } from './analysis.js';
-import { spiffeId } from './identity.js';
+import { workloadSpiffeId as spiffeId } from '../identity/spiffe-id.js';
 import type {
   AnalysisMessage,
   EndpointModel,
