@@ -1,13 +1,14 @@
 // The `trellis` command line: dispatch, usage errors (exit 2) and failures (exit 1).
 import { flagHelp, parseArgs } from './args.js';
 import type { Command } from './command.js';
+import { caCommand } from './commands/ca.js';
 import { validateCommand } from './commands/validate.js';
 import { versionCommand } from './commands/version.js';
 import { processIo, type Io } from './output.js';
 import { TrellisError, UsageError } from '../errors.js';
 import { didYouMean } from '../util/did-you-mean.js';
 
-export const COMMANDS: readonly Command[] = [validateCommand, versionCommand];
+export const COMMANDS: readonly Command[] = [validateCommand, caCommand, versionCommand];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
