@@ -83,7 +83,8 @@ export class SecretManager {
 
   /** The current SVID of `spiffeId`, fetching it the first time (prefetch: call early). */
   get(spiffeId: string): Promise<SvidSnapshot> {
-    return this.#entry(spiffeId).ready;
+    const e = this.#entry(spiffeId);
+    return e.state.state === 'Available' ? Promise.resolve(e.state.snapshot) : e.ready;
   }
 
   state(spiffeId: string): CertState {
