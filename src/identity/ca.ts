@@ -80,6 +80,7 @@ export class CertificateAuthority {
   readonly #certDer: Buffer;
   readonly #subject: Buffer;
   readonly #keyId: Buffer;
+  readonly #notAfterMs: number;
 
   private constructor(trustDomain: string, certDer: Buffer, key: KeyObject, intermediates: Buffer[], roots: Buffer[]) {
     this.trustDomain = trustDomain;
@@ -90,6 +91,7 @@ export class CertificateAuthority {
     this.roots = roots;
     this.#subject = subjectOf(certDer);
     this.#keyId = keyIdentifier(createPublicKey(key).export({ type: 'spki', format: 'der' }));
+    this.#notAfterMs = Date.parse(this.certificate.validTo);
   }
 
   /** A new self-signed root CA for the trust domain. */
@@ -227,7 +229,7 @@ export class CertificateAuthority {
     const spki = publicKey.export({ type: 'spki', format: 'der' });
     const now = (req.now ?? new Date()).getTime();
     const notBefore = new Date(now - Math.min(MAX_BACKDATE_MS, req.ttlMs / 10));
-    const notAfter = new Date(Math.min(now + req.ttlMs, Date.parse(this.certificate.validTo)));
+    const notAfter = new Date(Math.min(now + req.ttlMs, this.#notAfterMs));
     const usage =
       publicKey.asymmetricKeyType === 'rsa'
         ? [KeyUsage.digitalSignature, KeyUsage.keyEncipherment]

@@ -2,7 +2,11 @@
 // and issue X.509-SVIDs from it, for operators and tests.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { formatDiagnostic } from '../../config/diagnostic.js';
+import type { MeshSpec } from '../../config/kinds/trellis/mesh.js';
+import { loadPaths } from '../../config/load.js';
 import { UsageError } from '../../errors.js';
+import { compileModel } from '../../model/compile.js';
 import { CertificateAuthority, type KeyAlgorithm } from '../../identity/ca.js';
 import { CA_FILES, loadCa, saveCa } from '../../identity/ca-store.js';
 import { writeSvidFiles } from '../../identity/svid-files.js';
@@ -31,12 +35,25 @@ function readFlagFile(path: string, flag: string): string {
   }
 }
 
+/** The Mesh settings of the given manifests (defaults when they hold no Mesh); errors stop the command. */
+function meshFrom(paths: readonly string[] | undefined): MeshSpec | undefined {
+  if (!paths || paths.length === 0) return undefined;
+  const loaded = loadPaths(paths);
+  const errors = loaded.diagnostics.filter((d) => d.severity === 'error');
+  if (errors.length > 0) {
+    throw new UsageError(
+      `the manifests given with -f have problems (run "trellis validate -f ${paths.join(' -f ')}"):\n  ${errors.slice(0, 3).map(formatDiagnostic).join('\n  ')}`,
+    );
+  }
+  return compileModel(loaded.resources).mesh;
+}
+
 export const caCommand: Command = {
   name: 'ca',
   summary: 'Create a SPIFFE certificate authority and issue X.509-SVIDs',
   usage: [
-    'trellis ca init --trust-domain TD --out DIR [--root-cert FILE --root-key FILE] [--ttl 87600h] [--key-algorithm ec-p256]',
-    '       trellis ca issue --ca CA_DIR --spiffe-id spiffe://TD/ns/NS/sa/SA --out DIR [--ttl 24h] [--dns NAME ...]',
+    'trellis ca init (--trust-domain TD | -f MANIFESTS) --out DIR [--root-cert FILE --root-key FILE] [--ttl 87600h] [--key-algorithm ec-p256]',
+    '       trellis ca issue --ca CA_DIR --spiffe-id spiffe://TD/ns/NS/sa/SA --out DIR [--ttl 24h | -f MANIFESTS] [--dns NAME ...]',
   ].join('\n'),
   flags: [
     {
@@ -44,6 +61,13 @@ export const caCommand: Command = {
       type: 'string',
       valueName: 'TD',
       description: 'init: the SPIFFE trust domain, e.g. cluster.local',
+    },
+    {
+      name: 'filename',
+      short: 'f',
+      type: 'list',
+      valueName: 'PATH',
+      description: 'manifests whose Mesh gives the defaults: trust domain and root lifetime (init), SVID lifetime (issue)',
     },
     {
       name: 'out',
@@ -89,19 +113,22 @@ export const caCommand: Command = {
     }
     const f = args.flags as Record<string, string | boolean | readonly string[] | undefined>;
     const format = (f.output as OutputFormat | undefined) ?? 'human';
+    const mesh = meshFrom(f.filename as readonly string[] | undefined);
     const out = f.out as string | undefined;
     if (out === undefined) throw new UsageError(`trellis ca ${sub} needs --out DIR`);
 
     if (sub === 'init') {
-      const trustDomain = f['trust-domain'] as string | undefined;
-      if (trustDomain === undefined) throw new UsageError('trellis ca init needs --trust-domain (e.g. cluster.local)');
+      const trustDomain = (f['trust-domain'] as string | undefined) ?? mesh?.trustDomain;
+      if (trustDomain === undefined) {
+        throw new UsageError('trellis ca init needs --trust-domain (e.g. cluster.local), or -f manifests with a Mesh');
+      }
       if ((f['root-cert'] === undefined) !== (f['root-key'] === undefined)) {
         throw new UsageError('--root-cert and --root-key go together');
       }
       if (existsSync(join(out, CA_FILES.caKey)) && f.force !== true) {
         throw new UsageError(`${out} already holds a CA (${CA_FILES.caKey}); pass --force to replace it`);
       }
-      const ttlMs = durationFlag(f.ttl as string | undefined, 'ttl', '87600h');
+      const ttlMs = durationFlag(f.ttl as string | undefined, 'ttl', mesh?.certificates.rootTTL ?? '87600h');
       const keyAlgorithm = (f['key-algorithm'] as KeyAlgorithm | undefined) ?? 'ec-p256';
       const ca =
         f['root-cert'] === undefined
@@ -135,7 +162,7 @@ export const caCommand: Command = {
       const spiffeId = f['spiffe-id'] as string | undefined;
       if (caDir === undefined) throw new UsageError('trellis ca issue needs --ca CA_DIR');
       if (spiffeId === undefined) throw new UsageError('trellis ca issue needs --spiffe-id spiffe://TD/ns/NS/sa/SA');
-      const ttlMs = durationFlag(f.ttl as string | undefined, 'ttl', '24h');
+      const ttlMs = durationFlag(f.ttl as string | undefined, 'ttl', mesh?.certificates.workloadTTL ?? '24h');
       const ca = loadCa(caDir);
       const svid = ca.issue({ spiffeId, ttlMs, dnsNames: (f.dns as readonly string[] | undefined) ?? [] });
       const paths = writeSvidFiles(out, { svid, bundle: ca.roots });
