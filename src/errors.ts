@@ -39,7 +39,8 @@ export const ERROR_CODES = {
   TRELLIS_ERR_LIMIT_EXCEEDED: 'a list longer than the upstream limit (e.g. more than 16 HTTPRoute rules)',
   TRELLIS_ERR_DUPLICATE_RESOURCE: 'two resources with the same kind, namespace and name',
   TRELLIS_ERR_NO_RESOURCES: 'the paths given hold no resources at all',
-  TRELLIS_ERR_CA: 'a certificate authority that cannot be created, loaded or used: bad or mismatched certificate/key, wrong trust domain, invalid SPIFFE ID',
+  TRELLIS_ERR_CA:
+    'a certificate authority that cannot be created, loaded or used: bad or mismatched certificate/key, wrong trust domain, invalid SPIFFE ID',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -50,4 +51,8 @@ export class UsageError extends TrellisError {
 
 export class FileReadError extends TrellisError {
   override readonly code = 'TRELLIS_ERR_FILE_READ';
+}
+
+export class WorkloadApiError extends TrellisError {
+  override readonly code = 'TRELLIS_ERR_WORKLOAD_API';
 }

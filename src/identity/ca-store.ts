@@ -40,7 +40,8 @@ export function loadCa(dir: string, trustDomain?: string): CertificateAuthority 
     } catch {
       throw new CaError(`${join(dir, CA_FILES.meta)} is not valid JSON`);
     }
-    if (td === undefined) throw new CaError(`${dir} does not say its trust domain (${CA_FILES.meta}); pass it explicitly`);
+    if (td === undefined)
+      throw new CaError(`${dir} does not say its trust domain (${CA_FILES.meta}); pass it explicitly`);
   }
   return CertificateAuthority.fromPem({
     trustDomain: td,

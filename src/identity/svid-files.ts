@@ -5,7 +5,16 @@
 // volumes: the new files go to a fresh hidden directory, a `..data` symlink is swapped to
 // it with one rename, and the visible names are symlinks through `..data`. A reader never
 // pairs a new certificate with an old key. The key is written 0600.
-import { lstatSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { SvidSnapshot } from './secret-manager.js';
@@ -42,10 +51,16 @@ export function writeSvidFiles(dir: string, s: SvidSnapshot): SvidPaths {
   const versionDir = join(dir, version);
   mkdirSync(versionDir, { mode: 0o755 });
   writeFileSync(join(versionDir, SVID_FILES.bundle), s.bundle.map((d) => pemEncode(d)).join(''), { mode: 0o644 });
-  writeFileSync(join(versionDir, SVID_FILES.key), s.svid.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, {
-    mode: 0o600,
+  writeFileSync(
+    join(versionDir, SVID_FILES.key),
+    s.svid.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+    {
+      mode: 0o600,
+    },
+  );
+  writeFileSync(join(versionDir, SVID_FILES.certChain), s.svid.chain.map((d) => pemEncode(d)).join(''), {
+    mode: 0o644,
   });
-  writeFileSync(join(versionDir, SVID_FILES.certChain), s.svid.chain.map((d) => pemEncode(d)).join(''), { mode: 0o644 });
 
   const data = join(dir, '..data');
   const previous = exists(data) ? readlinkSync(data) : undefined;
@@ -58,7 +73,13 @@ export function writeSvidFiles(dir: string, s: SvidSnapshot): SvidPaths {
   }
   // Old versions go once nothing points at them (keep the one just replaced for slow readers).
   for (const entry of readdirSync(dir)) {
-    if (entry.startsWith('..') && entry !== '..data' && entry !== version && entry !== previous && !entry.startsWith('..data_tmp')) {
+    if (
+      entry.startsWith('..') &&
+      entry !== '..data' &&
+      entry !== version &&
+      entry !== previous &&
+      !entry.startsWith('..data_tmp')
+    ) {
       rmSync(join(dir, entry), { recursive: true, force: true });
     }
   }

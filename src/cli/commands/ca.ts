@@ -67,7 +67,8 @@ export const caCommand: Command = {
       short: 'f',
       type: 'list',
       valueName: 'PATH',
-      description: 'manifests whose Mesh gives the defaults: trust domain and root lifetime (init), SVID lifetime (issue)',
+      description:
+        'manifests whose Mesh gives the defaults: trust domain and root lifetime (init), SVID lifetime (issue)',
     },
     {
       name: 'out',
