@@ -39,6 +39,8 @@ export const ERROR_CODES = {
   TRELLIS_ERR_LIMIT_EXCEEDED: 'a list longer than the upstream limit (e.g. more than 16 HTTPRoute rules)',
   TRELLIS_ERR_DUPLICATE_RESOURCE: 'two resources with the same kind, namespace and name',
   TRELLIS_ERR_NO_RESOURCES: 'the paths given hold no resources at all',
+  TRELLIS_ERR_WORKLOAD_API:
+    'the SPIFFE Workload API cannot be served or reached: bad socket path or address, socket in use, no endpoint configured',
   TRELLIS_ERR_CA:
     'a certificate authority that cannot be created, loaded or used: bad or mismatched certificate/key, wrong trust domain, invalid SPIFFE ID',
 } as const;
@@ -53,6 +55,6 @@ export class FileReadError extends TrellisError {
   override readonly code = 'TRELLIS_ERR_FILE_READ';
 }
 
-export class WorkloadApiError extends TrellisError {
+export class WorkloadApiConfigError extends TrellisError {
   override readonly code = 'TRELLIS_ERR_WORKLOAD_API';
 }

@@ -4,7 +4,7 @@
 //
 // Every request carries the `workload.spiffe.io: true` metadata the SPIFFE Workload
 // Endpoint specification requires (an SSRF guard: a server rejects requests without it).
-import { WorkloadApiError } from '../../errors.js';
+import { WorkloadApiConfigError } from '../../errors.js';
 import { existsSync } from 'node:fs';
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
@@ -243,13 +243,13 @@ export function endpointTarget(address: string): string {
   try {
     u = new URL(address);
   } catch {
-    throw new WorkloadApiError(
+    throw new WorkloadApiConfigError(
       `invalid Workload API address ${JSON.stringify(address)}: expected unix:///path or tcp://ip:port`,
     );
   }
   if (u.protocol === 'unix:') {
     if (u.host !== '' || u.search !== '' || u.hash !== '' || !u.pathname.startsWith('/')) {
-      throw new WorkloadApiError(
+      throw new WorkloadApiConfigError(
         `invalid Workload API address ${JSON.stringify(address)}: a unix address is unix:///absolute/path, with no host, query or fragment`,
       );
     }
@@ -257,13 +257,15 @@ export function endpointTarget(address: string): string {
   }
   if (u.protocol === 'tcp:') {
     if (u.hostname === '' || u.port === '' || (u.pathname !== '' && u.pathname !== '/') || u.search || u.hash) {
-      throw new WorkloadApiError(
+      throw new WorkloadApiConfigError(
         `invalid Workload API address ${JSON.stringify(address)}: a tcp address is tcp://ip:port and nothing else`,
       );
     }
     return `${u.hostname}:${u.port}`;
   }
-  throw new WorkloadApiError(`invalid Workload API address ${JSON.stringify(address)}: the scheme must be unix or tcp`);
+  throw new WorkloadApiConfigError(
+    `invalid Workload API address ${JSON.stringify(address)}: the scheme must be unix or tcp`,
+  );
 }
 
 function securityMetadata(): grpc.Metadata {
@@ -327,7 +329,8 @@ export class WorkloadApiClient {
   /** `address` defaults to $SPIFFE_ENDPOINT_SOCKET, as the specification requires. */
   constructor(address?: string, opts: WorkloadApiClientOptions = {}) {
     const addr = address ?? process.env[SPIFFE_ENDPOINT_SOCKET];
-    if (!addr) throw new WorkloadApiError(`no Workload API address given and ${SPIFFE_ENDPOINT_SOCKET} is not set`);
+    if (!addr)
+      throw new WorkloadApiConfigError(`no Workload API address given and ${SPIFFE_ENDPOINT_SOCKET} is not set`);
     this.target = endpointTarget(addr);
     this.#timeoutMs = opts.timeoutMs ?? 10_000;
     const { SpiffeWorkloadAPI } = loadWorkloadApi();

@@ -4,7 +4,7 @@
 // socket chowned to the workload's uid with mode 0600 inside a directory of mode 0700, so
 // the kernel lets only that uid (and root) connect, and whoever connects only ever gets
 // that one identity. See docs/workload-api.md for the threat model.
-import { WorkloadApiError } from '../../errors.js';
+import { WorkloadApiConfigError } from '../../errors.js';
 import { lstat, mkdir, chmod, chown, rmdir, stat, unlink } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { dirname, isAbsolute, resolve } from 'node:path';
@@ -103,7 +103,7 @@ export class WorkloadApiServer {
     } catch (e) {
       server.forceShutdown();
       await self.#cleanup();
-      throw new WorkloadApiError(`cannot serve the Workload API on ${socketPath}: ${(e as Error).message}`, {
+      throw new WorkloadApiConfigError(`cannot serve the Workload API on ${socketPath}: ${(e as Error).message}`, {
         cause: e,
       });
     }
@@ -342,30 +342,33 @@ function hasSecurityHeader(md: grpc.Metadata): boolean {
 }
 
 function checkOptions(opts: WorkloadApiServerOptions): void {
-  if (!isAbsolute(opts.socketPath)) throw new WorkloadApiError(`the socket path must be absolute: ${opts.socketPath}`);
+  if (!isAbsolute(opts.socketPath))
+    throw new WorkloadApiConfigError(`the socket path must be absolute: ${opts.socketPath}`);
   if (Buffer.byteLength(opts.socketPath) > MAX_SOCKET_PATH) {
-    throw new WorkloadApiError(
+    throw new WorkloadApiConfigError(
       `the socket path is ${Buffer.byteLength(opts.socketPath)} bytes; Unix sockets allow at most ${MAX_SOCKET_PATH}: ${opts.socketPath}`,
     );
   }
   const id = parseSpiffeId(opts.spiffeId);
-  if (typeof id === 'string') throw new WorkloadApiError(`invalid SPIFFE ID ${JSON.stringify(opts.spiffeId)}: ${id}`);
+  if (typeof id === 'string')
+    throw new WorkloadApiConfigError(`invalid SPIFFE ID ${JSON.stringify(opts.spiffeId)}: ${id}`);
   if (id.trustDomain !== opts.trustDomain) {
-    throw new WorkloadApiError(`${opts.spiffeId} is not in the trust domain ${opts.trustDomain}`);
+    throw new WorkloadApiConfigError(`${opts.spiffeId} is not in the trust domain ${opts.trustDomain}`);
   }
   if (opts.jwt.trustDomain !== opts.trustDomain) {
-    throw new WorkloadApiError(`the JWT authority signs for ${opts.jwt.trustDomain}, not ${opts.trustDomain}`);
+    throw new WorkloadApiConfigError(`the JWT authority signs for ${opts.jwt.trustDomain}, not ${opts.trustDomain}`);
   }
-  if (!(opts.jwtTtlMs >= 1000)) throw new WorkloadApiError(`jwtTtlMs must be at least 1000 (got ${opts.jwtTtlMs})`);
+  if (!(opts.jwtTtlMs >= 1000))
+    throw new WorkloadApiConfigError(`jwtTtlMs must be at least 1000 (got ${opts.jwtTtlMs})`);
   for (const [k, v] of [
     ['uid', opts.uid],
     ['gid', opts.gid],
   ] as const) {
     if (v !== undefined && (!Number.isInteger(v) || v < 0))
-      throw new WorkloadApiError(`${k} must be a non-negative integer`);
+      throw new WorkloadApiConfigError(`${k} must be a non-negative integer`);
   }
   if (opts.socketMode !== undefined && (!Number.isInteger(opts.socketMode) || opts.socketMode & ~0o777)) {
-    throw new WorkloadApiError(`socketMode must be permission bits (0o000..0o777), got ${opts.socketMode}`);
+    throw new WorkloadApiConfigError(`socketMode must be permission bits (0o000..0o777), got ${opts.socketMode}`);
   }
 }
 
@@ -378,7 +381,7 @@ async function prepareDirectory(dir: string): Promise<string[]> {
   for (let d = dir; ; d = dirname(d)) {
     try {
       const st = await stat(d);
-      if (!st.isDirectory()) throw new WorkloadApiError(`${d} is not a directory`);
+      if (!st.isDirectory()) throw new WorkloadApiConfigError(`${d} is not a directory`);
       break;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
@@ -409,7 +412,7 @@ async function removeStaleSocket(path: string): Promise<void> {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw e;
   }
-  if (!st.isSocket()) throw new WorkloadApiError(`${path} exists and is not a socket; refusing to replace it`);
+  if (!st.isSocket()) throw new WorkloadApiConfigError(`${path} exists and is not a socket; refusing to replace it`);
   const live = await new Promise<boolean>((done) => {
     const s = connect(path);
     s.once('connect', () => {
@@ -418,6 +421,6 @@ async function removeStaleSocket(path: string): Promise<void> {
     });
     s.once('error', () => done(false));
   });
-  if (live) throw new WorkloadApiError(`${path} is in use by another server`);
+  if (live) throw new WorkloadApiConfigError(`${path} is in use by another server`);
   await unlink(path);
 }
