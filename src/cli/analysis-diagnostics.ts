@@ -23,7 +23,7 @@ export function analysisDiagnostics(
       code: m.code,
       message: /^(IST|TRL)\d/.test(m.code)
         ? `${m.message} (${m.code} ${m.name})`
-        : `${m.message} (${m.name}=False, reason ${m.code})`,
+        : `${m.message} (${m.name}=${m.status ?? 'False'}, reason ${m.code})`,
       resource: m.resource,
     };
     if (r) d.file = r.source.file;

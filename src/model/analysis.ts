@@ -31,14 +31,13 @@ export class AnalysisSink {
 
   /** A Gateway API condition that is not healthy, reported with its upstream reason as the code. */
   condition(
-    type: string,
-    reason: string,
+    c: { readonly type: string; readonly status: 'True' | 'False' | 'Unknown'; readonly reason: string },
     resource: ResourceKey,
     message: string,
     field?: string,
     level: AnalysisLevel = 'Error',
   ): void {
-    const m: AnalysisMessage = { code: reason, name: type, level, resource, message };
+    const m: AnalysisMessage = { code: c.reason, name: c.type, status: c.status, level, resource, message };
     this.messages.push(field === undefined ? m : { ...m, field });
   }
 }

@@ -1,4 +1,5 @@
 // Gateways and GatewayClasses -> GatewayModels with Gateway API listener conditions.
+import { own } from '../util/own.js';
 import { keyOf, type Resource } from '../config/resource.js';
 import type { AnalysisSink } from './analysis.js';
 import { condition, CONTROLLER_NAME } from './conditions.js';
@@ -23,6 +24,14 @@ const PROTOCOL_ROUTE_KINDS: Readonly<Record<string, readonly string[]>> = {
   HBONE: [],
 };
 
+const CORE_PROTOCOLS = new Set(['HTTP', 'HTTPS', 'TLS', 'TCP', 'UDP']);
+
+/** Core listener protocols are accepted in any case (docs/kinds.md); others are compared as written. */
+function coreProtocol(p: string): string {
+  const upper = p.toUpperCase();
+  return CORE_PROTOCOLS.has(upper) ? upper : p;
+}
+
 /** A gateway before routes attach: listeners with the route kinds they allow. */
 export interface GatewayDraft {
   readonly resource: Resource<'Gateway'>;
@@ -36,7 +45,7 @@ export function compileGateways(index: ResourceIndex, analysis: AnalysisSink): G
     const ns = gw.namespace!;
     const className = gw.spec.gatewayClassName;
     const cls = index.get('GatewayClass', undefined, className);
-    let role: 'gateway' | 'waypoint' = BUILTIN_CLASSES[className] ?? 'gateway';
+    let role: 'gateway' | 'waypoint' = own(BUILTIN_CLASSES, className) ?? 'gateway';
     const gwConditions: ConditionModel[] = [];
     if (cls) {
       if (!OUR_CONTROLLERS.has(cls.spec.controllerName)) {
@@ -50,7 +59,7 @@ export function compileGateways(index: ResourceIndex, analysis: AnalysisSink): G
         );
       }
       if (className.endsWith('waypoint')) role = 'waypoint';
-    } else if (BUILTIN_CLASSES[className] === undefined) {
+    } else if (own(BUILTIN_CLASSES, className) === undefined) {
       analysis.add(
         'ReferencedResourceNotFound',
         keyOf(gw),
@@ -63,7 +72,7 @@ export function compileGateways(index: ResourceIndex, analysis: AnalysisSink): G
     const allowedKinds = new Map<string, readonly string[]>();
     const listeners: ListenerModel[] = gw.spec.listeners.map((l, i) => {
       const conds: ConditionModel[] = [];
-      const supported = PROTOCOL_ROUTE_KINDS[l.protocol];
+      const supported = own(PROTOCOL_ROUTE_KINDS, coreProtocol(l.protocol));
       if (supported === undefined) {
         conds.push(condition('Accepted', false, 'UnsupportedProtocol', `protocol ${l.protocol} is not supported`));
       }
@@ -134,7 +143,7 @@ export function compileGateways(index: ResourceIndex, analysis: AnalysisSink): G
       const m: { -readonly [K in keyof ListenerModel]: ListenerModel[K] } = {
         name: l.name,
         port: l.port,
-        protocol: l.protocol,
+        protocol: coreProtocol(l.protocol),
         certificates,
         attachedRoutes: 0,
         conditions: conds,
@@ -146,7 +155,7 @@ export function compileGateways(index: ResourceIndex, analysis: AnalysisSink): G
     detectConflicts(listeners);
     for (const [i, l] of listeners.entries()) {
       for (const c of l.conditions) {
-        analysis.condition(c.type, c.reason, keyOf(gw), `listener ${l.name}: ${c.message}`, `spec.listeners[${i}]`);
+        analysis.condition(c, keyOf(gw), `listener ${l.name}: ${c.message}`, `spec.listeners[${i}]`);
       }
     }
     drafts.push({
@@ -202,16 +211,19 @@ function detectConflicts(listeners: ListenerModel[]): void {
 /** Final GatewayModel with attached route counts and the Accepted/Programmed conditions. */
 export function finishGateway(d: GatewayDraft, attachedCounts: ReadonlyMap<string, number>): GatewayModel {
   const listeners = d.model.listeners.map((l) => {
-    const ok = !l.conditions.some((c) => (c.type === 'Conflicted' ? c.status === 'True' : c.status === 'False'));
-    const base = l.conditions.length
-      ? l.conditions
-      : [condition('ResolvedRefs', true, 'ResolvedRefs', 'all references resolved')];
+    // One condition of each upstream type, with the upstream reasons.
+    const find = (type: string) => l.conditions.find((c) => c.type === type);
+    const accepted = find('Accepted') ?? condition('Accepted', true, 'Accepted', 'listener accepted');
+    const resolved = find('ResolvedRefs') ?? condition('ResolvedRefs', true, 'ResolvedRefs', 'all references resolved');
+    const conflicted = find('Conflicted') ?? condition('Conflicted', false, 'NoConflicts', 'no conflicts');
+    const ok = accepted.status === 'True' && resolved.status === 'True' && conflicted.status === 'False';
     return {
       ...l,
       attachedRoutes: attachedCounts.get(`${d.model.id}/${l.name}`) ?? 0,
       conditions: [
-        ...base,
-        condition('Accepted', ok, ok ? 'Accepted' : 'Invalid', ok ? 'listener accepted' : 'listener has problems'),
+        accepted,
+        resolved,
+        conflicted,
         condition('Programmed', ok, ok ? 'Programmed' : 'Invalid', ok ? 'listener ready' : 'listener not programmed'),
       ],
     };
@@ -220,12 +232,7 @@ export function finishGateway(d: GatewayDraft, attachedCounts: ReadonlyMap<strin
     ? d.model.conditions
     : [
         condition('Accepted', true, 'Accepted', 'accepted by Trellis'),
-        condition(
-          'Programmed',
-          listeners.every((l) => l.conditions.every((c) => c.type !== 'Programmed' || c.status === 'True')),
-          'Programmed',
-          'configuration compiled',
-        ),
+        condition('Programmed', true, 'Programmed', 'configuration compiled'),
       ];
   return { ...d.model, listeners, conditions };
 }

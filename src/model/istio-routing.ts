@@ -24,26 +24,32 @@ export function compileDestinationRules(
   byHost: ReadonlyMap<string, ServiceModel>,
   analysis: AnalysisSink,
 ): DestinationRuleModel[] {
-  const seen = new Map<string, Resource<'DestinationRule'>>();
+  // Istio merges the DestinationRules of one host (those without a workloadSelector): subsets
+  // add up, and a subset name defined twice keeps the first definition (by namespace/name).
+  const subsetOwner = new Map<string, Resource<'DestinationRule'>>();
   return index.all('DestinationRule').map((dr) => {
     const ns = dr.namespace!;
     const host = qualifyHost(dr.spec.host, ns, mesh);
     const svc = byHost.get(host);
-    const prev = seen.get(host);
-    if (prev && !dr.spec.workloadSelector && !prev.spec.workloadSelector) {
-      analysis.add(
-        'ConflictingDestinationRules',
-        keyOf(dr),
-        `DestinationRule ${prev.namespace}/${prev.name} also configures host ${host}; only the first (by namespace/name) applies`,
-        'spec.host',
-      );
-    } else {
-      seen.set(host, dr);
+    if (!dr.spec.workloadSelector) {
+      (dr.spec.subsets ?? []).forEach((s, i) => {
+        const owner = subsetOwner.get(`${host}\0${s.name}`);
+        if (owner) {
+          analysis.add(
+            'ConflictingDestinationRules',
+            keyOf(dr),
+            `subset ${JSON.stringify(s.name)} of ${host} is already defined by DestinationRule ${owner.namespace}/${owner.name}, whose definition applies`,
+            `spec.subsets[${i}].name`,
+          );
+        } else {
+          subsetOwner.set(`${host}\0${s.name}`, dr);
+        }
+      });
     }
-    const subsets: Record<string, readonly string[]> = {};
+    const subsetEntries: [string, readonly string[]][] = [];
     (dr.spec.subsets ?? []).forEach((s, i) => {
       const eps = (svc?.endpoints ?? []).filter((e) => matchesLabels(s.labels, e.labels)).map((e) => e.workload);
-      subsets[s.name] = eps;
+      subsetEntries.push([s.name, eps]);
       if (svc && eps.length === 0) {
         analysis.add(
           'DestinationRuleSubsetNotSelectPods',
@@ -58,7 +64,7 @@ export function compileDestinationRules(
       source: keyOf(dr),
       namespace: ns,
       host,
-      subsets,
+      subsets: Object.fromEntries(subsetEntries),
     };
     if (svc) m.service = svc.id;
     return m;
@@ -72,8 +78,13 @@ export function compileVirtualServices(
   destinationRules: readonly DestinationRuleModel[],
   analysis: AnalysisSink,
 ): VirtualServiceModel[] {
-  const drByHost = new Map<string, DestinationRuleModel>();
-  for (const dr of destinationRules) if (!drByHost.has(dr.host)) drByHost.set(dr.host, dr);
+  // Subsets per host, merged across the host's DestinationRules.
+  const subsetsByHost = new Map<string, Set<string>>();
+  for (const dr of destinationRules) {
+    let names = subsetsByHost.get(dr.host);
+    if (!names) subsetsByHost.set(dr.host, (names = new Set()));
+    for (const n of Object.keys(dr.subsets)) names.add(n);
+  }
   const meshHosts = new Map<string, string>();
   return index.all('VirtualService').map((vs) => {
     const ns = vs.namespace!;
@@ -139,8 +150,7 @@ export function compileVirtualServices(
         }
       }
       if (dest.subset !== undefined) {
-        const dr = drByHost.get(host);
-        if (!dr || !(dest.subset in dr.subsets)) {
+        if (!subsetsByHost.get(host)?.has(dest.subset)) {
           resolved = false;
           analysis.add(
             'ReferencedResourceNotFound',

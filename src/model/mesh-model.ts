@@ -234,6 +234,8 @@ export type AnalysisLevel = 'Error' | 'Warning' | 'Info';
 export interface AnalysisMessage {
   readonly code: string;
   readonly name: string;
+  /** For Gateway API conditions: the condition's status (Accepted=False, Conflicted=True). */
+  readonly status?: 'True' | 'False' | 'Unknown';
   readonly level: AnalysisLevel;
   readonly resource: ResourceKey;
   readonly field?: string;

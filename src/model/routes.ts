@@ -113,7 +113,8 @@ export function compileRoute(route: RouteLike, env: RouteEnv): CompiledRoute {
     });
     return rule.name === undefined ? { index: ri, backends } : { index: ri, name: rule.name, backends };
   });
-  for (const p of refProblems) analysis.condition('ResolvedRefs', p.reason, key, p.message, p.field);
+  for (const p of refProblems)
+    analysis.condition({ type: 'ResolvedRefs', status: 'False', reason: p.reason }, key, p.message, p.field);
   const resolvedRefs: ConditionModel = refProblems.length
     ? condition('ResolvedRefs', false, refProblems[0]!.reason, refProblems.map((p) => p.message).join('; '))
     : condition('ResolvedRefs', true, 'ResolvedRefs', 'all references resolved');
@@ -129,8 +130,7 @@ export function compileRoute(route: RouteLike, env: RouteEnv): CompiledRoute {
       ...(p.port !== undefined ? { port: p.port } : {}),
     };
     const accepted = attach(route, parentRef, hostnames, env, attachedTo);
-    if (accepted.status === 'False')
-      analysis.condition('Accepted', accepted.reason, key, accepted.message, `spec.parentRefs[${pi}]`);
+    if (accepted.status === 'False') analysis.condition(accepted, key, accepted.message, `spec.parentRefs[${pi}]`);
     return { parentRef, controllerName: CONTROLLER_NAME, conditions: [accepted, resolvedRefs] };
   });
 

@@ -1,4 +1,5 @@
 // Services and ServiceEntries -> ServiceModels with their endpoints (selectors over workloads).
+import { own } from '../util/own.js';
 import type { MeshSpec } from '../config/kinds/trellis/mesh.js';
 import { keyOf, type Resource } from '../config/resource.js';
 import { AnalysisSink } from './analysis.js';
@@ -37,10 +38,10 @@ const APP_PROTOCOLS: Readonly<Record<string, Protocol>> = {
 
 /** Istio's protocol selection: appProtocol, else the port name's prefix ("http-web"), else TCP. */
 export function inferProtocol(name: string | undefined, appProtocol: string | undefined): Protocol | undefined {
-  if (appProtocol !== undefined) return APP_PROTOCOLS[appProtocol.toLowerCase()];
+  if (appProtocol !== undefined) return own(APP_PROTOCOLS, appProtocol.toLowerCase());
   if (name === undefined) return undefined;
   const prefix = name.toLowerCase().split('-')[0]!;
-  return NAME_PROTOCOLS[name.toLowerCase()] ?? NAME_PROTOCOLS[prefix];
+  return own(NAME_PROTOCOLS, name.toLowerCase()) ?? own(NAME_PROTOCOLS, prefix);
 }
 
 /** The workloads of one namespace, indexed by label so a selector does not scan them all. */

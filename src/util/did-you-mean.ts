@@ -26,24 +26,29 @@ export function editDistance(a: string, b: string): number {
  * The candidate closest to `input`, if it is close enough to be a plausible typo.
  * Case differences count as near-misses (`apiversion` -> `apiVersion`).
  */
-export function closest(input: string, candidates: Iterable<string>): string | undefined {
+export function closest(input: string, candidateList: Iterable<string>): string | undefined {
+  // Long inputs are not typos of short names; bail out before any quadratic work.
+  if (input.length > 100) return undefined;
+  const candidates = [...candidateList];
   const lower = input.toLowerCase();
   let best: string | undefined;
   let bestScore = Infinity;
   for (const c of candidates) {
     if (c.toLowerCase() === lower) return c;
+    // The distance is at least the length difference: skip hopeless candidates cheaply.
+    if (Math.abs(c.length - lower.length) > 3 || Math.abs(c.length - lower.length) >= bestScore) continue;
     const d = editDistance(lower, c.toLowerCase());
     if (d < bestScore) {
       bestScore = d;
       best = c;
     }
   }
-  if (best === undefined) return undefined;
   // "Prefix" -> "PathPrefix": a candidate that contains the input whole is a likely intent.
   if (bestScore > 1 && lower.length >= 4) {
-    const containing = [...candidates].filter((c) => c.toLowerCase().includes(lower));
+    const containing = candidates.filter((c) => c.toLowerCase().includes(lower));
     if (containing.length === 1) return containing[0];
   }
+  if (best === undefined) return undefined;
   const limit = Math.max(1, Math.min(3, Math.floor(Math.max(input.length, best.length) / 3)));
   return bestScore <= limit ? best : undefined;
 }

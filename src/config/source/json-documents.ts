@@ -14,7 +14,17 @@ import { computeLineStarts, offsetToPosition, type ParsedFile, type SourceDocume
 
 export function parseJsonFile(file: string, text: string): ParsedFile {
   const errors: ParseError[] = [];
-  const root = parseTree(text, errors, { allowTrailingComma: true, disallowComments: false, allowEmptyContent: true });
+  let root: Node | undefined;
+  try {
+    root = parseTree(text, errors, { allowTrailingComma: true, disallowComments: false, allowEmptyContent: true });
+  } catch (e) {
+    // The parser recursed too deep (pathological nesting).
+    const message = `cannot parse JSON: ${e instanceof RangeError ? 'nesting is too deep' : (e as Error).message}`;
+    return {
+      documents: [],
+      problems: [{ severity: 'error', code: 'TRELLIS_ERR_SYNTAX', file, line: 1, column: 1, message }],
+    };
+  }
   let starts: number[] | undefined;
   const pos = (offset: number): Position => offsetToPosition(text, offset, (starts ??= computeLineStarts(text)));
   const problems: Diagnostic[] = errors.map((e) => ({
@@ -25,7 +35,7 @@ export function parseJsonFile(file: string, text: string): ParsedFile {
     message: `JSON syntax error: ${describeJsonError(printParseErrorCode(e.error))}`,
   }));
   if (root)
-    findDuplicateKeys(root, (keyNode) => {
+    findDuplicateKeys(root, (keyNode: Node) => {
       problems.push({
         severity: 'error',
         code: 'TRELLIS_ERR_DUPLICATE_KEY',

@@ -15,8 +15,9 @@ import type { ParsedFile, SourceDocument } from './source-document.js';
 /** The most alias references one document may resolve (yaml's default; stops "billion laughs"). */
 export const MAX_ALIAS_COUNT = 100;
 
-// An anchor (&a) or alias (*a) token: these files go to the parser that bounds expansion.
-const ANCHOR_OR_ALIAS = /(?:^|[\s,[{])[&*][^\s,[\]{}]/m;
+// An anchor (&a), an alias (*a) or a merge key (<<): these files go to the parser that
+// bounds alias expansion and knows merge keys (js-yaml's core schema has no merge type).
+const ANCHOR_OR_ALIAS = /(?:^|[\s,[{])[&*][^\s,[\]{}]|<<\s*:/m;
 
 export function parseYamlFile(file: string, text: string): ParsedFile {
   if (!ANCHOR_OR_ALIAS.test(text)) {

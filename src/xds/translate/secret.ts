@@ -29,7 +29,9 @@ export function svidSecrets(s: SvidSnapshot): [SdsSecret, SdsSecret] {
       name: sdsSecretName(s.svid.spiffeId, 'cert'),
       tls_certificate: {
         certificate_chain: { inline_bytes: Buffer.from(s.svid.chain.map((d) => pemEncode(d)).join('')) },
-        private_key: { inline_bytes: Buffer.from(s.svid.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string) },
+        private_key: {
+          inline_bytes: Buffer.from(s.svid.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string),
+        },
       },
     },
     {
