@@ -15,6 +15,7 @@ export const ANALYSIS_CODES = {
   MultipleMeshes: { code: 'TRL0004', level: 'Error' },
   WorkloadPlacedTwice: { code: 'TRL0005', level: 'Error' },
   ConflictingDestinationRules: { code: 'TRL0006', level: 'Warning' },
+  IgnoredPolicy: { code: 'TRL0007', level: 'Warning' },
 } as const satisfies Record<string, { code: string; level: AnalysisLevel }>;
 
 export type AnalysisName = keyof typeof ANALYSIS_CODES;

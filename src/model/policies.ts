@@ -1,6 +1,8 @@
 // Policies bound to what they select: workloads (selectors), a namespace, the whole mesh
 // (Istio's root namespace), or targetRefs (Gateways / Services through their waypoint).
 import type { MeshSpec } from '../config/kinds/trellis/mesh.js';
+import { own } from '../util/own.js';
+import { BUILTIN_CLASSES } from './gateways.js';
 import { keyOf, type Resource } from '../config/resource.js';
 import type { AnalysisSink } from './analysis.js';
 import type { PolicyBindingModel, PolicyKind, ServiceModel, WorkloadModel } from './mesh-model.js';
@@ -60,8 +62,16 @@ function istioBinding(
   if (refs.length > 0) {
     const targets: string[] = [];
     refs.forEach((t, i) => {
-      const tNs = t.namespace ?? ns;
       const field = spec.targetRefs ? `spec.targetRefs[${i}]` : 'spec.targetRef';
+      if (t.kind === 'GatewayClass') {
+        // Cluster-scoped: a built-in class, or a GatewayClass resource.
+        if (own(BUILTIN_CLASSES, t.name) === undefined && !ctx.index.get('GatewayClass', undefined, t.name)) {
+          ctx.analysis.add('ReferencedResourceNotFound', key, `Referenced GatewayClass not found: "${t.name}"`, field);
+        }
+        targets.push(`GatewayClass/${t.name}`);
+        return;
+      }
+      const tNs = t.namespace ?? ns;
       const found =
         t.kind === 'Gateway'
           ? ctx.index.get('Gateway', tNs, t.name)
@@ -70,27 +80,40 @@ function istioBinding(
             : t.kind === 'ServiceEntry'
               ? ctx.index.get('ServiceEntry', tNs, t.name)
               : undefined;
-      if (!found)
+      if (!found) {
         ctx.analysis.add(
           'ReferencedResourceNotFound',
           key,
           `Referenced ${t.kind} not found: "${tNs}/${t.name}"`,
           field,
         );
+      }
       targets.push(`${t.kind}/${tNs}/${t.name}`);
     });
     return { ...base, scope: 'target', workloads: [], targets: targets.sort() };
   }
+  const inRoot = ns === ctx.mesh.rootNamespace;
+  const hasSelector = !isEmptySelector(spec.selector);
+  if (inRoot && hasSelector && kind === 'PeerAuthentication') {
+    // Istio ignores a PeerAuthentication with a selector in the root namespace.
+    ctx.analysis.add(
+      'IgnoredPolicy',
+      key,
+      `a PeerAuthentication with a selector in the root namespace (${ns}) is ignored, as in Istio; put it in the workloads' namespace, or remove the selector to make it mesh-wide`,
+      'spec.selector',
+    );
+    return { ...base, scope: 'workload', workloads: [], targets: [] };
+  }
+  // In the root namespace a selector matches workloads of every namespace (Istio).
+  const candidates = inRoot ? ctx.workloads : ctx.lookup.inNamespace(ns);
   const match = spec.selector?.matchLabels;
-  const meshWide = ns === ctx.mesh.rootNamespace && isEmptySelector(spec.selector);
-  const candidates = meshWide ? ctx.workloads : ctx.lookup.inNamespace(ns);
   const workloads = candidates.filter((w) => matchesLabels(match, w.labels)).map((w) => w.id);
-  const scope = meshWide ? 'mesh' : isEmptySelector(spec.selector) ? 'namespace' : 'workload';
+  const scope = inRoot && !hasSelector ? 'mesh' : hasSelector ? 'workload' : 'namespace';
   if (scope === 'workload' && workloads.length === 0) {
     ctx.analysis.add(
       'SelectorMatchesNothing',
       key,
-      `spec.selector matches no workload in namespace ${ns}`,
+      `spec.selector matches no workload ${inRoot ? 'in any namespace' : `in namespace ${ns}`}`,
       'spec.selector',
     );
   }
@@ -205,20 +228,17 @@ function ciliumBinding(
 }
 
 /**
- * Istio ambient: node proxies enforce L4 only. An L7 rule bound to workloads whose services
- * have no waypoint cannot be enforced there; say so instead of silently ignoring it.
+ * Istio ambient: selector-bound policies are enforced by the node proxies, which see only L4;
+ * waypoints enforce policies bound with targetRefs. An L7 rule bound by selector is therefore
+ * never enforced as written: say so instead of silently ignoring it.
  */
 function warnL7WithoutWaypoint(ctx: PolicyContext, policies: readonly PolicyBindingModel[]): void {
-  const behindWaypoint = new Set<string>();
-  for (const s of ctx.services) if (s.waypoint) for (const e of s.endpoints) behindWaypoint.add(e.workload);
   for (const p of policies) {
-    if (!p.needsL7 || p.scope === 'target') continue;
-    const uncovered = p.workloads.filter((w) => !behindWaypoint.has(w));
-    if (uncovered.length === 0) continue;
+    if (!p.needsL7 || p.scope === 'target' || p.workloads.length === 0) continue;
     ctx.analysis.add(
       'L7PolicyWithoutWaypoint',
       p.source,
-      `needs an L7 proxy (HTTP methods, paths, headers or JWT), but ${uncovered.length} selected workload(s) have no waypoint (${uncovered.slice(0, 3).join(', ')}${uncovered.length > 3 ? ', ...' : ''}); node proxies enforce only its L4 parts, so L7 ALLOW rules never match there. Label the service istio.io/use-waypoint, or use targetRefs`,
+      `needs an L7 proxy (HTTP methods, paths, headers or JWT), but it is bound by selector, so only node proxies enforce it and they see L4 only (L7 ALLOW rules never match there). Bind it with targetRefs to the Service (or its waypoint Gateway), as Istio ambient requires`,
     );
   }
 }

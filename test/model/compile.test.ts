@@ -294,7 +294,7 @@ spec:
   assert.deepEqual(m.virtualServices[0]!.services, ['Service/prod/reviews']);
 });
 
-test('policies bind to workloads; an L7 rule without a waypoint is a warning, a waypoint clears it', () => {
+test('policies bind to workloads; an L7 rule bound by selector is a warning, targetRefs to the waypointed Service clears it', () => {
   const base = `apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
 metadata: { name: api, namespace: prod }
@@ -330,10 +330,46 @@ spec:
   const mtls = m.policies.find((p) => p.kind === 'PeerAuthentication')!;
   assert.equal(mtls.scope, 'mesh');
   assert.deepEqual(mtls.workloads, ['WorkloadEntry/prod/api']);
+  // Ambient: even with a waypoint, a selector-bound L7 policy is enforced by node proxies only.
   m = compileModel(load(base + svc('istio.io/use-waypoint: waypoint')));
-  assert.deepEqual(codes(m), []);
+  assert.deepEqual(codes(m), ['AuthorizationPolicy/get-only  TRL0002']);
   assert.equal(m.services[0]!.waypoint, 'Gateway/prod/waypoint');
   assert.equal(m.gateways[0]!.role, 'waypoint');
+  const targeted = base.replace(
+    '  selector: { matchLabels: { app: api } }',
+    '  targetRefs: [{ kind: Service, group: "", name: api }]',
+  );
+  m = compileModel(load(targeted + svc('istio.io/use-waypoint: waypoint')));
+  assert.deepEqual(codes(m), []);
+  assert.deepEqual(m.policies.find((p) => p.kind === 'AuthorizationPolicy')!.targets, ['Service/prod/api']);
+});
+
+test('root namespace: an AuthorizationPolicy selector matches every namespace; a PeerAuthentication selector is ignored', () => {
+  const m = compileModel(
+    load(`apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: { name: w, namespace: shop }
+spec: { address: 10.0.0.1, labels: { app: web } }
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: deny-web, namespace: istio-system }
+spec:
+  selector: { matchLabels: { app: web } }
+  action: DENY
+  rules: [{ from: [{ source: { namespaces: [other] } }] }]
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: { name: web-strict, namespace: istio-system }
+spec:
+  selector: { matchLabels: { app: web } }
+  mtls: { mode: STRICT }
+`),
+  );
+  assert.deepEqual(m.policies.find((p) => p.kind === 'AuthorizationPolicy')!.workloads, ['WorkloadEntry/shop/w']);
+  assert.deepEqual(m.policies.find((p) => p.kind === 'PeerAuthentication')!.workloads, []);
+  assert.deepEqual(codes(m), ['PeerAuthentication/web-strict spec.selector TRL0007']);
 });
 
 test('Trellis Workload placement: unknown node and missing WorkloadEntry are reported', () => {
