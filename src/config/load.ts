@@ -9,6 +9,7 @@ import { isPlainObject, type Issue, type Path } from './schema/schema.js';
 import { collectFiles, readConfigFile } from './source/read-files.js';
 import type { SourceDocument } from './source/source-document.js';
 import { closest, didYouMean } from '../util/did-you-mean.js';
+import { freezeDeep } from '../util/freeze.js';
 
 export interface LoadResult {
   readonly resources: readonly Resource[];
@@ -203,16 +204,20 @@ function toResource(doc: SourceDocument, diagnostics: Diagnostic[]): Resource | 
     index: doc.index,
     locate: (path: Path, atKey?: boolean) => doc.locate([...doc.prefix, ...path], atKey),
   };
-  return {
-    kind: kindText,
-    group,
-    apiVersion,
-    metadata,
-    namespace,
-    name: metadata.name,
-    source,
-    ...(checked.value.body as object),
-  } as Resource;
+  // Resources are immutable values: the model shares their parts and caches by identity.
+  return freezeDeep(
+    {
+      kind: kindText,
+      group,
+      apiVersion,
+      metadata,
+      namespace,
+      name: metadata.name,
+      source,
+      ...(checked.value.body as object),
+    } as Resource,
+    12,
+  );
 }
 
 function nsOf(v: Record<string, unknown>): string | undefined {

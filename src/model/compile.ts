@@ -178,7 +178,7 @@ function compileWith(
           compareStrings(a.message, b.message),
       ),
     },
-    4,
+    10,
   );
   return { model, lookup, identities: identityMap };
 }

@@ -85,7 +85,7 @@ export function compileVirtualServices(
     if (!names) subsetsByHost.set(dr.host, (names = new Set()));
     for (const n of Object.keys(dr.subsets)) names.add(n);
   }
-  const meshHosts = new Map<string, string>();
+  const meshHosts = new Map<string, { id: string; visible: ReadonlySet<string> }[]>();
   return index.all('VirtualService').map((vs) => {
     const ns = vs.namespace!;
     const key = keyOf(vs);
@@ -104,16 +104,23 @@ export function compileVirtualServices(
       }
     });
     if (gateways.includes('mesh')) {
+      // Visibility (exportTo): "." is the VirtualService's own namespace; default and "*" all.
+      const visible = new Set((vs.spec.exportTo ?? ['*']).map((e) => (e === '.' ? ns : e)));
       hosts.forEach((h, i) => {
-        const other = meshHosts.get(h);
-        if (other)
+        const others = meshHosts.get(h) ?? [];
+        const clash = others.find(
+          (o) => o.visible.has('*') || visible.has('*') || [...visible].some((n) => o.visible.has(n)),
+        );
+        if (clash) {
           analysis.add(
             'ConflictingMeshGatewayVirtualServiceHosts',
             key,
-            `host ${h} is also routed by VirtualService ${other} for the mesh gateway`,
+            `host ${h} is also routed by VirtualService ${clash.id} for the mesh gateway, visible in the same namespaces`,
             `spec.hosts[${i}]`,
           );
-        else meshHosts.set(h, `${ns}/${vs.name}`);
+        } else {
+          meshHosts.set(h, [...others, { id: `${ns}/${vs.name}`, visible }]);
+        }
       });
     }
     const backends: BackendModel[] = [];

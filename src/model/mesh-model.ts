@@ -51,6 +51,7 @@ export interface EndpointModel {
   /** Endpoint port per service port name. */
   readonly ports: Readonly<Record<string, number>>;
   readonly labels: Readonly<Record<string, string>>;
+  /** SPIFFE ID; "" for endpoints of a MESH_EXTERNAL ServiceEntry (not mesh workloads). */
   readonly identity: string;
   readonly locality: Locality;
   readonly weight: number;

@@ -175,6 +175,16 @@ interface CiliumRuleLike {
   }[];
 }
 
+/** The labels Cilium gives every endpoint besides its own: namespace, service account, cluster. */
+function ciliumLabels(w: WorkloadModel): Readonly<Record<string, string>> {
+  return {
+    ...w.labels,
+    'io.kubernetes.pod.namespace': w.namespace,
+    'io.cilium.k8s.policy.serviceaccount': w.serviceAccount,
+    'io.cilium.k8s.policy.cluster': 'default',
+  };
+}
+
 function ciliumBinding(
   ctx: PolicyContext,
   p: Resource,
@@ -192,7 +202,7 @@ function ciliumBinding(
       for (const n of ctx.mesh.nodes ?? [])
         if (matchesSelector(rule.nodeSelector, n.labels ?? {})) targets.add(`Node/${n.name}`);
     } else {
-      for (const w of candidates) if (matchesSelector(rule.endpointSelector, w.labels)) ids.add(w.id);
+      for (const w of candidates) if (matchesSelector(rule.endpointSelector, ciliumLabels(w))) ids.add(w.id);
     }
     for (const dir of [rule.ingress ?? [], rule.egress ?? []]) {
       for (const r of dir) for (const tp of r.toPorts ?? []) if ((tp.rules?.http ?? []).length > 0) needsL7 = true;

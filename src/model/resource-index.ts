@@ -9,6 +9,10 @@ function order(a: Resource, b: Resource): number {
 
 const NONE: readonly Resource[] = [];
 
+function sourceOrder(a: Resource, b: Resource): number {
+  return compareStrings(a.source.file, b.source.file) || a.source.index - b.source.index;
+}
+
 export class ResourceIndex {
   readonly #byKind = new Map<string, Resource[]>();
   /** kind -> namespace ("" when cluster-scoped) -> name -> resource; no key strings to build. */
@@ -16,17 +20,20 @@ export class ResourceIndex {
 
   constructor(resources: readonly Resource[]) {
     for (const r of resources) {
-      let list = this.#byKind.get(r.kind);
-      if (!list) this.#byKind.set(r.kind, (list = []));
-      list.push(r);
       let byNs = this.#byKey.get(r.kind);
       if (!byNs) this.#byKey.set(r.kind, (byNs = new Map()));
       const ns = r.namespace ?? '';
       let byName = byNs.get(ns);
       if (!byName) byNs.set(ns, (byName = new Map()));
-      byName.set(r.name, r);
+      const prev = byName.get(r.name);
+      // Duplicates (the loader reports them): keep the first by source position, whatever the input order.
+      if (prev === undefined || sourceOrder(r, prev) < 0) byName.set(r.name, r);
     }
-    for (const list of this.#byKind.values()) list.sort(order);
+    for (const [kind, byNs] of this.#byKey) {
+      const list: Resource[] = [];
+      for (const byName of byNs.values()) for (const r of byName.values()) list.push(r);
+      this.#byKind.set(kind, list.sort(order));
+    }
   }
 
   all<K extends KindName>(kind: K): readonly Resource<K>[] {

@@ -154,13 +154,13 @@ export function compileService(svc: Resource<'Service'>, env: ServiceEnv): Compi
     return {
       name: p.name ?? String(p.port),
       port: p.port,
-      protocol: protocol ?? (p.protocol === 'UDP' ? 'UDP' : 'TCP'),
+      protocol: p.protocol === 'UDP' ? 'UDP' : (protocol ?? 'TCP'),
       transport: p.protocol,
       targetPort: p.targetPort ?? p.port,
     };
   });
   const selected = svc.spec.selector ? env.workloads(ns).select(svc.spec.selector) : [];
-  const endpoints = selected.map((w) => endpointOf(w, ports));
+  const endpoints = selected.map((w) => endpointOf(w, ports, 'Service'));
   const waypoint = waypointOf(svc.metadata.labels, env.namespaceLabels(ns), ns);
   const m: { -readonly [K in keyof ServiceModel]: ServiceModel[K] } = {
     id: `Service/${ns}/${svc.name}`,
@@ -197,13 +197,33 @@ function waypointOf(
   return `Gateway/${wpNs}/${name}`;
 }
 
-/** Istio: WorkloadEntry.ports maps a service port name to the endpoint's port; else targetPort. */
-function endpointOf(w: WorkloadModel, ports: readonly ServicePortModel[]): EndpointModel {
+/**
+ * Endpoint ports as istiod derives them. For a Service selecting WorkloadEntries: a named
+ * targetPort is looked up in the entry's ports (no such name: the entry does not serve that
+ * port); a numeric targetPort is overridden by the entry's port of the same name as the
+ * service port; UDP ports are not served by WorkloadEntries. For ServiceEntries: the
+ * endpoint's port named like the service port, else targetPort, else the port number.
+ */
+function endpointOf(
+  w: WorkloadModel,
+  ports: readonly ServicePortModel[],
+  origin: 'Service' | 'ServiceEntry',
+): EndpointModel {
   const epPorts: Record<string, number> = {};
   for (const p of ports) {
-    const byName = w.ports[p.name];
-    const target = typeof p.targetPort === 'number' ? p.targetPort : w.ports[p.targetPort];
-    epPorts[p.name] = byName ?? target ?? p.port;
+    const byName = own(w.ports, p.name);
+    let port: number | undefined;
+    if (origin === 'ServiceEntry') {
+      port = byName ?? (typeof p.targetPort === 'number' ? p.targetPort : own(w.ports, p.targetPort)) ?? p.port;
+    } else if (p.transport === 'UDP') {
+      port = undefined;
+    } else if (typeof p.targetPort === 'string') {
+      port = own(w.ports, p.targetPort);
+    } else {
+      port = byName ?? p.targetPort;
+    }
+    if (port !== undefined)
+      Object.defineProperty(epPorts, p.name, { value: port, enumerable: true, writable: true, configurable: true });
   }
   const e: { -readonly [K in keyof EndpointModel]: EndpointModel[K] } = {
     workload: w.id,
@@ -232,6 +252,8 @@ function fromServiceEntry(
     transport: p.protocol === 'UDP' ? 'UDP' : 'TCP',
     targetPort: p.targetPort ?? p.number,
   }));
+  // Endpoints of an external service are not mesh workloads: no identity, no policy.
+  const external = se.spec.location === 'MESH_EXTERNAL';
   let members: WorkloadModel[];
   if (se.spec.workloadSelector) {
     members = lookup.select(ns, se.spec.workloadSelector.labels ?? {});
@@ -246,18 +268,18 @@ function fromServiceEntry(
         address: ep.address ?? '',
         ports: ep.ports ?? {},
         labels: ep.labels ?? {},
-        serviceAccount: sa,
-        identity: spiffeId(mesh.trustDomain, ns, sa),
+        serviceAccount: external ? '' : sa,
+        identity: external ? '' : spiffeId(mesh.trustDomain, ns, sa),
         locality: parseLocality(ep.locality),
         network: ep.network ?? '',
         weight: ep.weight ?? 1,
       };
-      extraWorkloads.push(w);
+      if (!external) extraWorkloads.push(w);
       return w;
     });
   }
-  const endpoints = members.map((w) => endpointOf(w, ports));
-  const identities = [...new Set(endpoints.map((e) => e.identity))].sort();
+  const endpoints = members.map((w) => endpointOf(w, ports, 'ServiceEntry'));
+  const identities = [...new Set(endpoints.map((e) => e.identity).filter((id) => id !== ''))].sort();
   return se.spec.hosts.map((host) => ({
     id: `ServiceEntry/${ns}/${se.name}/${host}`,
     source: keyOf(se),

@@ -73,7 +73,8 @@ export function compileWorkloads(
       name: we.name,
       address: we.spec.address ?? '',
       ports: we.spec.ports ?? {},
-      labels: { ...(we.metadata.labels ?? {}), ...(we.spec.labels ?? {}) },
+      // istiod: metadata labels take precedence over spec.labels.
+      labels: { ...(we.spec.labels ?? {}), ...(we.metadata.labels ?? {}) },
       serviceAccount: sa,
       identity: spiffeId(mesh.trustDomain, ns, sa),
       locality: parseLocality(we.spec.locality),

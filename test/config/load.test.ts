@@ -5,6 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadPaths } from '../../src/config/load.js';
 import type { Diagnostic } from '../../src/config/diagnostic.js';
+import { runCli } from '../helpers/run-cli.js';
+
+function runCliIn(dir: string) {
+  return runCli(['validate', '-f', dir]);
+}
 
 function withFiles(files: Record<string, string | Buffer>, fn: (dir: string) => void): void {
   const dir = mkdtempSync(join(tmpdir(), 'trellis-load-'));
@@ -394,6 +399,78 @@ test('garbage: deep nesting and binary-looking text never crash the loader', () 
       const r = loadPaths([dir]);
       assert.equal(r.resources.length, 0);
       assert.ok(errors(r.diagnostics).length >= 3);
+    },
+  );
+});
+
+test('Service names are DNS-1035 labels and namespaces DNS-1123 labels, as Kubernetes requires', () => {
+  withFiles(
+    { 'a.yaml': SERVICE.replace('name: api', 'name: 1api').replace('namespace: prod', 'namespace: a.b') },
+    (dir) => {
+      const es = errors(loadPaths([dir]).diagnostics)
+        .map((e) => e.field)
+        .sort();
+      assert.deepEqual(es, ['metadata.name', 'metadata.namespace']);
+    },
+  );
+});
+
+test('a merge key without anchors in the file is merged, not an unknown field', () => {
+  const text = `apiVersion: v1
+kind: Namespace
+metadata:
+  <<: {name: merged}
+`;
+  withFiles({ 'a.yaml': text }, (dir) => {
+    const r = loadPaths([dir]);
+    assert.deepEqual(errors(r.diagnostics), []);
+    assert.equal(r.resources[0]!.name, 'merged');
+  });
+});
+
+test('thousands of regular expressions validate without exhausting the RE2 engine', () => {
+  const matches = (r: number) =>
+    Array.from(
+      { length: 16 },
+      (_, i) => `        - path:\n            type: RegularExpression\n            value: "/r${r}/m${i}/[a-z]+"\n`,
+    ).join('');
+  const routes = Array.from({ length: 40 }, (_, k) =>
+    route(Array.from({ length: 8 }, (_, r) => `    - matches:\n${matches(k * 8 + r)}`).join('')).replace(
+      'name: r\n',
+      `name: r${k}\n`,
+    ),
+  ).join('---\n');
+  withFiles({ 'many.yaml': routes }, (dir) => {
+    const r = loadPaths([dir]);
+    assert.deepEqual(errors(r.diagnostics), []);
+    assert.equal(r.resources.length, 40);
+  });
+});
+
+test('prototype names as user strings do not crash the model', () => {
+  const gw = `apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: g }
+spec:
+  gatewayClassName: constructor
+  listeners: [{ name: l, port: 80, protocol: toString }]
+`;
+  withFiles({ 'gw.yaml': gw }, (dir) => {
+    const r = runCliIn(dir);
+    assert.equal(r.code, 1);
+    assert.doesNotMatch(r.stdout + r.stderr, /internal error/);
+    assert.match(r.stdout, /GatewayClass not found: "constructor"/);
+  });
+});
+
+test('very deep JSON nesting is a syntax error, not a crash', () => {
+  withFiles(
+    {
+      'deep.json': `{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"a"},"status":${'['.repeat(20000)}${']'.repeat(20000)}}`,
+    },
+    (dir) => {
+      const r = loadPaths([dir]);
+      assert.ok(r.diagnostics.length > 0);
     },
   );
 });

@@ -427,3 +427,104 @@ spec: { address: 127.0.0.2, labels: { app: api-next, version: v2 }, serviceAccou
   assert.equal(JSON.stringify(inc2), JSON.stringify(compileModel(removed)));
   assert.ok(inc2.analysis.some((a) => a.code === 'BackendNotFound'));
 });
+
+test('Istio port mapping: named targetPort must exist on the WorkloadEntry; UDP ports are not served; metadata labels win', () => {
+  const m = compileModel(
+    load(`apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: { name: w, namespace: prod, labels: { version: meta } }
+spec: { address: 10.0.0.1, labels: { app: api, version: spec }, ports: { http: 9000, web: 9100 } }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: api, namespace: prod }
+spec:
+  selector: { app: api }
+  ports:
+    - { name: http, port: 80, targetPort: 8080 }
+    - { name: metrics, port: 91, targetPort: prom }
+    - { name: web, port: 81, targetPort: web }
+    - { name: dns, port: 53, protocol: UDP }
+`),
+  );
+  const svc = m.services[0]!;
+  assert.deepEqual(svc.endpoints[0]!.ports, { http: 9000, web: 9100 });
+  assert.equal(svc.ports.find((p) => p.name === 'dns')!.protocol, 'UDP');
+  assert.equal(m.workloads[0]!.labels.version, 'meta');
+});
+
+test('MESH_EXTERNAL ServiceEntry endpoints are not mesh workloads and carry no identity', () => {
+  const m = compileModel(
+    load(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: ext-db, namespace: shop }
+spec:
+  hosts: [db.example.com]
+  ports: [{ number: 5432, name: tcp-pg, protocol: TCP }]
+  resolution: STATIC
+  endpoints: [{ address: 203.0.113.7 }]
+`),
+  );
+  assert.deepEqual(m.workloads, []);
+  assert.deepEqual(m.identities, []);
+  assert.equal(m.services[0]!.endpoints[0]!.identity, '');
+});
+
+test('CiliumClusterwideNetworkPolicy selects by the namespace label Cilium adds to every endpoint', () => {
+  const m = compileModel(
+    load(`apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: { name: a, namespace: shop }
+spec: { address: 10.0.0.1, labels: { app: a }, serviceAccount: sa-a }
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: { name: b, namespace: other }
+spec: { address: 10.0.0.2, labels: { app: b } }
+---
+apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata: { name: shop-only }
+spec:
+  endpointSelector: { matchLabels: { k8s:io.kubernetes.pod.namespace: shop } }
+  ingress: [{ fromEntities: [cluster] }]
+`),
+  );
+  assert.deepEqual(m.policies[0]!.workloads, ['WorkloadEntry/shop/a']);
+});
+
+test('VirtualServices exported to their own namespace only do not conflict (IST0109 respects exportTo)', () => {
+  const vs = (ns: string) => `---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: override, namespace: ${ns} }
+spec:
+  hosts: [api.prod.svc.cluster.local]
+  exportTo: ['.']
+  http: [{ route: [{ destination: { host: api.prod.svc.cluster.local } }] }]
+`;
+  const svc = `apiVersion: v1
+kind: Service
+metadata: { name: api, namespace: prod }
+spec: { ports: [{ name: http, port: 80 }] }
+`;
+  assert.deepEqual(codes(compileModel(load(svc + vs('team-a') + vs('team-b')))), []);
+  const global = vs('team-c').replace("  exportTo: ['.']\n", '');
+  assert.deepEqual(codes(compileModel(load(svc + vs('team-a') + global))), [
+    'VirtualService/override spec.hosts[0] IST0109',
+  ]);
+});
+
+test('the model does not depend on the order of duplicate resources', () => {
+  const a = load(
+    'apiVersion: v1\nkind: Service\nmetadata: { name: api, namespace: prod }\nspec: { ports: [{ name: http, port: 80 }] }\n',
+  );
+  const b = parseYamlFile(
+    'other.yaml',
+    'apiVersion: v1\nkind: Service\nmetadata: { name: api, namespace: prod }\nspec: { ports: [{ name: grpc, port: 90 }] }\n',
+  );
+  const dup = loadDocuments(b.documents).resources;
+  const one = JSON.stringify(compileModel([...a, ...dup]));
+  assert.equal(JSON.stringify(compileModel([...dup, ...a])), one);
+  assert.equal(compileModel([...a, ...dup]).services.length, 1);
+});

@@ -36,6 +36,11 @@ function documentSchema(def: KindDefinition): Schema<Record<string, unknown>> {
 export function checkResource<K extends string, Body>(def: KindDefinition<K, Body>, doc: unknown): CheckResult<Body> {
   const sink = new IssueSink();
   const parsed = documentSchema(def as KindDefinition).parse(doc, [], sink);
+  // The kind's stricter name format, checked whenever the name is a string (even if other fields fail).
+  const rawName = (doc as { metadata?: { name?: unknown } } | null)?.metadata?.name;
+  if (def.nameSchema && typeof rawName === 'string' && !sink.issues.some((i) => i.path.join('.') === 'metadata.name')) {
+    def.nameSchema.parse(rawName, ['metadata', 'name'], sink);
+  }
   if (parsed === INVALID || sink.issues.length > 0) return { issues: sink.issues };
   const { apiVersion, kind, metadata, ...body } = parsed;
   return {

@@ -1,5 +1,6 @@
 // What a configuration kind is: its API group, served versions, scope and body schema.
 import type { Fields, ObjectOf, ObjectOptions } from '../schema/object.js';
+import type { Schema } from '../schema/schema.js';
 
 export interface KindDefinition<K extends string = string, Body = unknown> {
   /** API group; "" for the Kubernetes core group (apiVersion "v1"). */
@@ -14,6 +15,8 @@ export interface KindDefinition<K extends string = string, Body = unknown> {
   readonly check?: ObjectOptions<Body>['check'];
   /** One line for `trellis validate --help` and docs. */
   readonly summary: string;
+  /** A stricter format for metadata.name than the DNS subdomain every object allows. */
+  readonly nameSchema?: Schema<string>;
   /** Phantom: the parsed body type. */
   readonly __body?: Body;
 }
@@ -26,6 +29,7 @@ export function defineKind<const K extends string, const F extends Fields>(def: 
   fields: F;
   check?: ObjectOptions<ObjectOf<F>>['check'];
   summary: string;
+  nameSchema?: Schema<string>;
 }): KindDefinition<K, ObjectOf<F>> {
   return def as KindDefinition<K, ObjectOf<F>>;
 }

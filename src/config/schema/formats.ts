@@ -20,6 +20,16 @@ export function dnsLabel(what = 'name'): Schema<string> {
   });
 }
 
+/** RFC 1035 label: Kubernetes Service names (they become DNS labels, so must start with a letter). */
+export function dns1035Label(what = 'name'): Schema<string> {
+  return string({
+    minLength: 1,
+    maxLength: 63,
+    pattern: /^[a-z]([-a-z0-9]*[a-z0-9])?$/,
+    expected: `a ${what}: lowercase letters, digits and '-', starting with a letter and ending with a letter or digit (RFC 1035 label)`,
+  });
+}
+
 export function dnsSubdomain(what = 'name'): Schema<string> {
   return string({
     minLength: 1,

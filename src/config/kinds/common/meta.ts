@@ -3,7 +3,7 @@ import { array, record } from '../../schema/collections.js';
 import { object, opt, req, type ObjectOf } from '../../schema/object.js';
 import { integer, oneOf, string, unchecked } from '../../schema/primitives.js';
 import type { Schema } from '../../schema/schema.js';
-import { dnsSubdomain } from '../../schema/formats.js';
+import { dnsLabel, dnsSubdomain } from '../../schema/formats.js';
 
 // A label/annotation key: optional DNS-subdomain prefix and a name segment (validation.IsQualifiedName).
 const QUALIFIED_NAME =
@@ -70,7 +70,7 @@ export const workloadSelector = object({ matchLabels: opt(labels()) });
 export const objectMeta = object(
   {
     name: req(dnsSubdomain()),
-    namespace: opt(dnsSubdomain('namespace')),
+    namespace: opt(dnsLabel('namespace')),
     labels: opt(labels()),
     annotations: opt(record(string(), { key: labelKey() })),
     // Fields kubectl and the API server write; accepted so that `kubectl get -o yaml` output loads.

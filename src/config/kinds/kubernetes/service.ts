@@ -2,7 +2,7 @@
 import { array, record } from '../../schema/collections.js';
 import { def, object, opt, req } from '../../schema/object.js';
 import { integer, intOrString, oneOf, string, unchecked } from '../../schema/primitives.js';
-import { dnsLabel, ianaServiceName, ipAddress, port } from '../../schema/formats.js';
+import { dns1035Label, dnsLabel, ianaServiceName, ipAddress, port } from '../../schema/formats.js';
 import { labelKey, labelValue } from '../common/meta.js';
 import { defineKind } from '../kind.js';
 
@@ -84,4 +84,5 @@ export const serviceKind = defineKind({
   namespaced: true,
   summary: 'A named set of endpoints (selected WorkloadEntries) and the ports it serves.',
   fields: { spec: req(serviceSpec), status: opt(unchecked()) },
+  nameSchema: dns1035Label('Service name'),
 });
