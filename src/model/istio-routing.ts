@@ -65,7 +65,11 @@ export function compileDestinationRules(
       namespace: ns,
       host,
       subsets: Object.fromEntries(subsetEntries),
+      subsetPolicies: Object.fromEntries(
+        (dr.spec.subsets ?? []).filter((x) => x.trafficPolicy !== undefined).map((x) => [x.name, x.trafficPolicy!]),
+      ),
     };
+    if (dr.spec.trafficPolicy !== undefined) m.trafficPolicy = dr.spec.trafficPolicy;
     if (svc) m.service = svc.id;
     return m;
   });
@@ -203,6 +207,15 @@ export function compileVirtualServices(
     const services = [
       ...new Set(hosts.map((h) => byHost.get(h)?.id).filter((x): x is string => x !== undefined)),
     ].sort();
-    return { id: `VirtualService/${ns}/${vs.name}`, source: key, namespace: ns, hosts, services, gateways, backends };
+    return {
+      id: `VirtualService/${ns}/${vs.name}`,
+      source: key,
+      namespace: ns,
+      hosts,
+      services,
+      gateways,
+      backends,
+      http: vs.spec.http ?? [],
+    };
   });
 }

@@ -3,6 +3,10 @@
 // translation to xDS can be a pure function of it.
 import type { ResourceKey } from '../config/diagnostic.js';
 import type { MeshNode, MeshSpec } from '../config/kinds/trellis/mesh.js';
+import type { GRPCRouteRule } from '../config/kinds/gateway/grpc-route.js';
+import type { HTTPRouteRule } from '../config/kinds/gateway/http-route.js';
+import type { TrafficPolicy } from '../config/kinds/istio/destination-rule.js';
+import type { HTTPRoute as IstioHttpRoute } from '../config/kinds/istio/virtual-service.js';
 
 export type Protocol = 'HTTP' | 'HTTP2' | 'GRPC' | 'HTTPS' | 'TLS' | 'TCP' | 'UDP' | 'MONGO' | 'REDIS' | 'MYSQL';
 
@@ -117,6 +121,9 @@ export interface RouteRuleModel {
   readonly index: number;
   readonly name?: string;
   readonly backends: readonly BackendModel[];
+  /** The validated rule as written (matches, filters, timeouts, retry), for translation to xDS. */
+  readonly http?: HTTPRouteRule;
+  readonly grpc?: GRPCRouteRule;
 }
 
 /** An HTTPRoute, GRPCRoute, TCPRoute or TLSRoute, attached to its parents. */
@@ -166,6 +173,8 @@ export interface VirtualServiceModel {
   readonly services: readonly string[];
   readonly gateways: readonly string[];
   readonly backends: readonly BackendModel[];
+  /** The validated HTTP routes as written, for translation to xDS. */
+  readonly http: readonly IstioHttpRoute[];
 }
 
 export interface DestinationRuleModel {
@@ -176,6 +185,9 @@ export interface DestinationRuleModel {
   readonly service?: string;
   /** Subset name -> endpoint workload ids it selects. */
   readonly subsets: Readonly<Record<string, readonly string[]>>;
+  readonly trafficPolicy?: TrafficPolicy;
+  /** Subset name -> its own traffic policy, when it has one. */
+  readonly subsetPolicies: Readonly<Record<string, TrafficPolicy>>;
 }
 
 export type PolicyKind =

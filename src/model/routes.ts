@@ -2,6 +2,8 @@
 // with the upstream Accepted / ResolvedRefs conditions and reasons.
 import { keyOf } from '../config/resource.js';
 import { AnalysisSink } from './analysis.js';
+import type { GRPCRouteRule } from '../config/kinds/gateway/grpc-route.js';
+import type { HTTPRouteRule } from '../config/kinds/gateway/http-route.js';
 import { condition, CONTROLLER_NAME, hostnamesIntersect } from './conditions.js';
 import type { GatewayDraft } from './gateways.js';
 import type {
@@ -111,7 +113,11 @@ export function compileRoute(route: RouteLike, env: RouteEnv): CompiledRoute {
       if (b.port !== undefined) m.port = b.port;
       return m;
     });
-    return rule.name === undefined ? { index: ri, backends } : { index: ri, name: rule.name, backends };
+    const m: { -readonly [K in keyof RouteRuleModel]: RouteRuleModel[K] } = { index: ri, backends };
+    if (rule.name !== undefined) m.name = rule.name;
+    if (route.kind === 'HTTPRoute') m.http = rule as unknown as HTTPRouteRule;
+    if (route.kind === 'GRPCRoute') m.grpc = rule as unknown as GRPCRouteRule;
+    return m;
   });
   for (const p of refProblems)
     analysis.condition({ type: 'ResolvedRefs', status: 'False', reason: p.reason }, key, p.message, p.field);

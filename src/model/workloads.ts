@@ -21,6 +21,7 @@ export function compileWorkloads(
   cache: WorkloadCache = new WeakMap(),
 ): WorkloadModel[] {
   const nodeNames = new Set((mesh.nodes ?? []).map((n) => n.name));
+  const nodeLocality = new Map((mesh.nodes ?? []).map((n) => [n.name, n.locality]));
   const placements = new Map<string, Resource<'Workload'>>();
   for (const w of index.all('Workload')) {
     const entry = w.spec.workloadEntry ?? w.name;
@@ -77,7 +78,8 @@ export function compileWorkloads(
       labels: { ...(we.spec.labels ?? {}), ...(we.metadata.labels ?? {}) },
       serviceAccount: sa,
       identity: spiffeId(mesh.trustDomain, ns, sa),
-      locality: parseLocality(we.spec.locality),
+      // A workload without its own locality is where its node is.
+      locality: parseLocality(we.spec.locality ?? (placement ? nodeLocality.get(placement.spec.node) : undefined)),
       network: we.spec.network ?? '',
       weight: we.spec.weight ?? 1,
     };

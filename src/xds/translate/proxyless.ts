@@ -1,0 +1,397 @@
+// Mesh model -> the xDS resources a proxyless gRPC client (grpc-js-xds) or Envoy's outbound
+// side needs to call mesh services. Pure and deterministic.
+//
+// Names follow Istio's proxyless conventions, so a client dialing
+// xds:///NAME.NAMESPACE.svc.cluster.local:PORT finds its Listener under exactly that name:
+//   Listener / RouteConfiguration  "<host>:<port>"
+//   Cluster / ClusterLoadAssignment "outbound|<port>|<subset>|<host>"
+import { isIP } from 'node:net';
+import type { TrafficPolicy } from '../../config/kinds/istio/destination-rule.js';
+import type { HTTPRouteDestination } from '../../config/kinds/istio/virtual-service.js';
+import type {
+  DestinationRuleModel,
+  MeshModel,
+  RouteModel,
+  ServiceModel,
+  ServicePortModel,
+} from '../../model/mesh-model.js';
+import { parseGatewayDuration, parseGoDuration } from '../../util/duration.js';
+import { Snapshot, TYPE_URLS, xdsResource, type XdsResource } from '../snapshot.js';
+import { grpcRouteMatch, httpRouteMatch, istioMatch, type EnvoyObject } from './route-match.js';
+
+const HCM_TYPE =
+  'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
+const ROUTER_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router';
+const FAULT_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault';
+const ADS = { ads: {}, resource_api_version: 'V3' };
+
+const HTTP_PROTOCOLS = new Set(['HTTP', 'HTTP2', 'GRPC']);
+
+export function listenerName(host: string, port: number): string {
+  return `${host}:${port}`;
+}
+
+export function clusterName(host: string, port: number, subset = ''): string {
+  return `outbound|${port}|${subset}|${host}`;
+}
+
+export function duration(ms: number): { seconds: number; nanos: number } {
+  const seconds = Math.floor(ms / 1000);
+  return { seconds, nanos: Math.round((ms - seconds * 1000) * 1e6) };
+}
+
+interface Ctx {
+  readonly model: MeshModel;
+  readonly servicesById: ReadonlyMap<string, ServiceModel>;
+  readonly servicesByHost: ReadonlyMap<string, ServiceModel>;
+  readonly rulesByHost: ReadonlyMap<string, DestinationRuleModel>;
+}
+
+/** The resources every proxyless client of the mesh sees (per-node views arrive with locality-aware routing). */
+export function proxylessSnapshot(model: MeshModel): Snapshot {
+  const ctx: Ctx = {
+    model,
+    servicesById: new Map(model.services.map((s) => [s.id, s])),
+    servicesByHost: new Map(model.services.map((s) => [s.hostname, s])),
+    rulesByHost: new Map(model.destinationRules.map((d) => [d.host, d])),
+  };
+  const resources: XdsResource[] = [];
+  const clusters = new Map<string, XdsResource>();
+  const addCluster = (svc: ServiceModel, port: ServicePortModel, subset: string): string => {
+    const name = clusterName(svc.hostname, port.port, subset);
+    if (!clusters.has(name)) {
+      clusters.set(name, cluster(ctx, svc, port, subset, name));
+      resources.push(endpoints(ctx, svc, port, subset, name));
+    }
+    return name;
+  };
+
+  for (const svc of model.services) {
+    if (svc.origin === 'ServiceEntry' && svc.location === 'MESH_EXTERNAL') continue;
+    for (const port of svc.ports) {
+      addCluster(svc, port, '');
+      if (!HTTP_PROTOCOLS.has(port.protocol)) continue;
+      const name = listenerName(svc.hostname, port.port);
+      resources.push(
+        xdsResource(TYPE_URLS.listener, name, {
+          name,
+          api_listener: {
+            api_listener: {
+              '@type': HCM_TYPE,
+              rds: { route_config_name: name, config_source: ADS },
+              http_filters: [
+                { name: 'envoy.filters.http.fault', typed_config: { '@type': FAULT_TYPE } },
+                { name: 'envoy.filters.http.router', typed_config: { '@type': ROUTER_TYPE } },
+              ],
+            },
+          },
+        }),
+      );
+      resources.push(
+        xdsResource(TYPE_URLS.route, name, {
+          name,
+          virtual_hosts: [
+            {
+              name,
+              domains: [name, svc.hostname],
+              routes: routesFor(ctx, svc, port, addCluster),
+            },
+          ],
+        }),
+      );
+    }
+  }
+  return new Snapshot([...resources, ...clusters.values()]);
+}
+
+type AddCluster = (svc: ServiceModel, port: ServicePortModel, subset: string) => string;
+
+/** Gateway API (GAMMA) routes attached to the service win; else a VirtualService for its host; else one default route. */
+function routesFor(ctx: Ctx, svc: ServiceModel, port: ServicePortModel, addCluster: AddCluster): EnvoyObject[] {
+  const attached = ctx.model.routes.filter(
+    (r) =>
+      r.attachedTo.includes(svc.id) &&
+      r.parents.some(
+        (p) =>
+          p.parentRef.kind === 'Service' &&
+          p.parentRef.name === svc.name &&
+          p.parentRef.namespace === svc.namespace &&
+          (p.parentRef.port === undefined || p.parentRef.port === port.port),
+      ),
+  );
+  if (attached.length > 0) return gatewayRoutes(ctx, attached, port, addCluster);
+  const vs = ctx.model.virtualServices.find((v) => v.hosts.includes(svc.hostname) && v.gateways.includes('mesh'));
+  if (vs && vs.http.length > 0) return istioRoutes(ctx, vs.namespace, vs.http, svc, port, addCluster);
+  return [{ match: { prefix: '' }, route: { cluster: addCluster(svc, port, '') } }];
+}
+
+interface Candidate {
+  readonly route: EnvoyObject;
+  /** Gateway API precedence keys (exact > longest prefix > method > headers > query). */
+  readonly key: readonly number[];
+  readonly order: number;
+}
+
+function gatewayRoutes(
+  ctx: Ctx,
+  routes: readonly RouteModel[],
+  port: ServicePortModel,
+  addCluster: AddCluster,
+): EnvoyObject[] {
+  const out: Candidate[] = [];
+  let order = 0;
+  for (const r of routes) {
+    for (const rule of r.rules) {
+      const action = backendAction(ctx, rule.backends, port, addCluster);
+      if (!action) continue;
+      const timeoutMs = rule.http?.timeouts?.request ? parseGatewayDuration(rule.http.timeouts.request) : undefined;
+      if (timeoutMs) action.max_stream_duration = { max_stream_duration: duration(timeoutMs) };
+      const matches = rule.http
+        ? rule.http.matches.map((m) => ({ match: httpRouteMatch(m), key: precedence(m) }))
+        : rule.grpc
+          ? (rule.grpc.matches ?? [{}]).map((m) => ({
+              match: grpcRouteMatch(m),
+              key: [0, 0, 0, (m.headers ?? []).length, 0],
+            }))
+          : [{ match: { prefix: '/' }, key: [0, 0, 0, 0, 0] }];
+      for (const m of matches) out.push({ route: { match: m.match, route: action }, key: m.key, order: order++ });
+    }
+  }
+  out.sort((a, b) => {
+    for (let i = 0; i < a.key.length; i++) if (a.key[i] !== b.key[i]) return b.key[i]! - a.key[i]!;
+    return a.order - b.order;
+  });
+  return out.map((c) => c.route);
+}
+
+/** Gateway API tie-breaks: exact path, then longest path, then method, then most headers, then most query params. */
+function precedence(m: {
+  path: { type: string; value: string };
+  headers?: readonly unknown[];
+  queryParams?: readonly unknown[];
+  method?: string;
+}): number[] {
+  return [
+    m.path.type === 'Exact' ? 1 : 0,
+    m.path.type === 'RegularExpression' ? 0 : m.path.value.length,
+    m.method !== undefined ? 1 : 0,
+    (m.headers ?? []).length,
+    (m.queryParams ?? []).length,
+  ];
+}
+
+/** Weighted clusters from resolved backends; Service backends use the service port named by the backendRef. */
+function backendAction(
+  ctx: Ctx,
+  backends: RouteModel['rules'][number]['backends'],
+  port: ServicePortModel,
+  addCluster: AddCluster,
+): EnvoyObject | undefined {
+  const weighted: { name: string; weight: { value: number } }[] = [];
+  for (const b of backends) {
+    if (!b.resolved || !b.service || b.weight <= 0) continue;
+    const svc = ctx.servicesById.get(b.service);
+    const p = svc?.ports.find((x) => x.port === (b.port ?? port.port)) ?? svc?.ports[0];
+    if (!svc || !p) continue;
+    weighted.push({ name: addCluster(svc, p, b.subset ?? ''), weight: { value: b.weight } });
+  }
+  if (weighted.length === 0) return undefined; // all-zero or unresolved: no route (proxyless gRPC has no direct responses)
+  return weighted.length === 1 ? { cluster: weighted[0]!.name } : { weighted_clusters: { clusters: weighted } };
+}
+
+function istioRoutes(
+  ctx: Ctx,
+  namespace: string,
+  http: MeshModel['virtualServices'][number]['http'],
+  self: ServiceModel,
+  port: ServicePortModel,
+  addCluster: AddCluster,
+): EnvoyObject[] {
+  const out: EnvoyObject[] = [];
+  for (const h of http) {
+    const dests = (h.route ?? []) as readonly HTTPRouteDestination[];
+    const weighted: { name: string; weight: { value: number } }[] = [];
+    for (const d of dests) {
+      const host = d.destination.host.includes('.')
+        ? d.destination.host
+        : `${d.destination.host}.${namespace}.svc.${ctx.model.mesh.clusterDomain}`;
+      const svc = ctx.servicesByHost.get(host);
+      if (!svc) continue;
+      const p =
+        svc.ports.find((x) => x.port === (d.destination.port?.number ?? port.port)) ??
+        (svc === self ? port : svc.ports[0]);
+      if (!p) continue;
+      const weight = d.weight ?? (dests.length === 1 ? 100 : 0);
+      if (weight > 0)
+        weighted.push({ name: addCluster(svc, p, d.destination.subset ?? ''), weight: { value: weight } });
+    }
+    if (weighted.length === 0) continue;
+    const action: EnvoyObject =
+      weighted.length === 1 ? { cluster: weighted[0]!.name } : { weighted_clusters: { clusters: weighted } };
+    const timeoutMs = h.timeout ? parseGoDuration(h.timeout) : undefined;
+    if (timeoutMs) action.max_stream_duration = { max_stream_duration: duration(timeoutMs) };
+    const retry = retryPolicy(h.retries);
+    if (retry) action.retry_policy = retry;
+    const fault = faultConfig(h.fault);
+    for (const m of h.match?.length ? h.match : [undefined]) {
+      const route: EnvoyObject = { match: istioMatch(m), route: action };
+      if (fault) route.typed_per_filter_config = { 'envoy.filters.http.fault': fault };
+      out.push(route);
+    }
+  }
+  return out;
+}
+
+/** Istio retries -> Envoy retry policy; gRPC clients honour the gRPC status conditions. */
+function retryPolicy(
+  r: { attempts?: number; perTryTimeout?: string; retryOn?: string } | undefined,
+): EnvoyObject | undefined {
+  if (!r || !r.attempts) return undefined;
+  const policy: EnvoyObject = {
+    retry_on: r.retryOn ?? 'connect-failure,refused-stream,unavailable,cancelled',
+    num_retries: { value: r.attempts },
+  };
+  const perTry = r.perTryTimeout ? parseGoDuration(r.perTryTimeout) : undefined;
+  if (perTry) policy.per_try_timeout = duration(perTry);
+  return policy;
+}
+
+type IstioFault = {
+  delay?: { fixedDelay?: string; percentage?: { value?: number } };
+  abort?: { httpStatus?: number; grpcStatus?: string; percentage?: { value?: number } };
+};
+
+const GRPC_CODES: Readonly<Record<string, number>> = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
+};
+
+/** Percentages as Envoy FractionalPercent per million (keeps Istio's decimals). */
+function fraction(p: { value?: number } | undefined): EnvoyObject {
+  return { numerator: Math.round((p?.value ?? 100) * 10_000), denominator: 'MILLION' };
+}
+
+function faultConfig(f: unknown): EnvoyObject | undefined {
+  const fault = f as IstioFault | undefined;
+  if (!fault) return undefined;
+  const cfg: EnvoyObject = { '@type': FAULT_TYPE };
+  const delayMs = fault.delay?.fixedDelay ? parseGoDuration(fault.delay.fixedDelay) : undefined;
+  if (delayMs !== undefined)
+    cfg.delay = { fixed_delay: duration(delayMs), percentage: fraction(fault.delay?.percentage) };
+  if (fault.abort) {
+    const abort: EnvoyObject = { percentage: fraction(fault.abort.percentage) };
+    if (fault.abort.grpcStatus !== undefined) abort.grpc_status = GRPC_CODES[fault.abort.grpcStatus] ?? 2;
+    else if (fault.abort.httpStatus !== undefined) abort.http_status = fault.abort.httpStatus;
+    cfg.abort = abort;
+  }
+  return cfg;
+}
+
+function cluster(ctx: Ctx, svc: ServiceModel, port: ServicePortModel, subset: string, name: string): XdsResource {
+  const dr = ctx.rulesByHost.get(svc.hostname);
+  const policy = mergePolicy(dr?.trafficPolicy, subset ? dr?.subsetPolicies[subset] : undefined, port.port);
+  const body: EnvoyObject = {
+    name,
+    type: 'EDS',
+    eds_cluster_config: { eds_config: ADS, service_name: name },
+    lb_policy: policy?.loadBalancer?.consistentHash ? 'RING_HASH' : 'ROUND_ROBIN',
+  };
+  const pool = policy?.connectionPool;
+  if (pool) {
+    const thresholds: EnvoyObject = { priority: 'DEFAULT' };
+    if (pool.tcp?.maxConnections !== undefined) thresholds.max_connections = { value: pool.tcp.maxConnections };
+    if (pool.http?.http1MaxPendingRequests !== undefined)
+      thresholds.max_pending_requests = { value: pool.http.http1MaxPendingRequests };
+    if (pool.http?.http2MaxRequests !== undefined) thresholds.max_requests = { value: pool.http.http2MaxRequests };
+    if (pool.http?.maxRetries !== undefined) thresholds.max_retries = { value: pool.http.maxRetries };
+    body.circuit_breakers = { thresholds: [thresholds] };
+  }
+  const od = policy?.outlierDetection;
+  if (od) {
+    const o: EnvoyObject = {};
+    const consecutive = od.consecutive5xxErrors ?? od.consecutiveErrors;
+    if (consecutive !== undefined) o.consecutive_5xx = { value: consecutive };
+    if (od.consecutiveGatewayErrors !== undefined)
+      o.consecutive_gateway_failure = { value: od.consecutiveGatewayErrors };
+    const interval = od.interval ? parseGoDuration(od.interval) : undefined;
+    if (interval) o.interval = duration(interval);
+    const base = od.baseEjectionTime ? parseGoDuration(od.baseEjectionTime) : undefined;
+    if (base) o.base_ejection_time = duration(base);
+    if (od.maxEjectionPercent !== undefined) o.max_ejection_percent = { value: od.maxEjectionPercent };
+    body.outlier_detection = o;
+  }
+  return xdsResource(TYPE_URLS.cluster, name, body);
+}
+
+/** Subset policy over the host policy, then the port-level settings for this port (Istio's order). */
+function mergePolicy(
+  host: TrafficPolicy | undefined,
+  subset: TrafficPolicy | undefined,
+  port: number,
+): TrafficPolicy | undefined {
+  const base = subset ?? host;
+  if (!base) return undefined;
+  const pl = (base.portLevelSettings ?? []).find((p) => p.port?.number === port);
+  return pl ? ({ ...base, ...pl } as TrafficPolicy) : base;
+}
+
+function endpoints(ctx: Ctx, svc: ServiceModel, port: ServicePortModel, subset: string, name: string): XdsResource {
+  const members = subset ? subsetMembers(ctx, svc, subset) : undefined;
+  const byLocality = new Map<string, { locality: EnvoyObject; weight: number; lb: EnvoyObject[] }>();
+  for (const e of svc.endpoints) {
+    const epPort = e.ports[port.name];
+    // Proxyless clients need IP literals (grpc-js-xds rejects host names).
+    if (epPort === undefined || !isIP(e.address)) continue;
+    if (members && !members.has(e.workload)) continue;
+    const key = `${e.locality.region}/${e.locality.zone}/${e.locality.subzone}`;
+    let group = byLocality.get(key);
+    if (!group) {
+      const locality: EnvoyObject = {};
+      if (e.locality.region) locality.region = e.locality.region;
+      if (e.locality.zone) locality.zone = e.locality.zone;
+      if (e.locality.subzone) locality.sub_zone = e.locality.subzone;
+      byLocality.set(key, (group = { locality, weight: 0, lb: [] }));
+    }
+    group.weight += e.weight;
+    group.lb.push({
+      endpoint: { address: { socket_address: { address: e.address, port_value: epPort } } },
+      health_status: 'HEALTHY',
+      load_balancing_weight: { value: e.weight },
+    });
+  }
+  const groups = [...byLocality.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return xdsResource(TYPE_URLS.endpoint, name, {
+    cluster_name: name,
+    endpoints: groups.map(([, g]) => ({
+      locality: g.locality,
+      // A locality without weight is dropped by gRPC clients.
+      load_balancing_weight: { value: Math.max(1, g.weight) },
+      priority: 0,
+      lb_endpoints: g.lb,
+    })),
+  });
+}
+
+/** The workloads a DestinationRule subset selects (as the model computed them), merged across rules. */
+function subsetMembers(ctx: Ctx, svc: ServiceModel, subset: string): ReadonlySet<string> {
+  const ids = new Set<string>();
+  for (const d of ctx.model.destinationRules) {
+    if (d.host === svc.hostname && Object.hasOwn(d.subsets, subset)) for (const id of d.subsets[subset]!) ids.add(id);
+  }
+  return ids;
+}
