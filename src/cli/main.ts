@@ -1,6 +1,7 @@
 // The `trellis` command line: dispatch, usage errors (exit 2) and failures (exit 1).
 import { flagHelp, parseArgs } from './args.js';
 import type { Command } from './command.js';
+import { bootstrapCommand } from './commands/bootstrap.js';
 import { caCommand } from './commands/ca.js';
 import { validateCommand } from './commands/validate.js';
 import { versionCommand } from './commands/version.js';
@@ -8,7 +9,7 @@ import { processIo, type Io } from './output.js';
 import { TrellisError, UsageError } from '../errors.js';
 import { didYouMean } from '../util/did-you-mean.js';
 
-export const COMMANDS: readonly Command[] = [validateCommand, caCommand, versionCommand];
+export const COMMANDS: readonly Command[] = [validateCommand, caCommand, bootstrapCommand, versionCommand];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
