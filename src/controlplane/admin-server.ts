@@ -1,0 +1,67 @@
+// The control plane's admin HTTP API (JSON), on the monitoring port 15014 by default.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ALL_TYPE_URLS } from '../xds/snapshot.js';
+import type { ConfigWatcher } from './config-watcher.js';
+import type { SnapshotCache } from './snapshot-cache.js';
+
+export interface AdminDeps {
+  readonly config: ConfigWatcher;
+  readonly cache: SnapshotCache;
+  /** Connected xDS clients and their per-type status. */
+  readonly clients: () => unknown;
+}
+
+function shortType(url: string): string {
+  return url.replace('type.googleapis.com/', '');
+}
+
+export async function startAdminServer(deps: AdminDeps, host: string, port: number): Promise<{ server: Server; port: number }> {
+  const routes: Record<string, (q: URLSearchParams) => unknown> = {
+    '/healthz': () => ({ ok: true }),
+    '/debug/config': () => {
+      const s = deps.config.state;
+      return {
+        generation: s.generation,
+        loadedAt: s.loadedAt,
+        resources: s.resources.map((r) => ({ kind: r.kind, apiVersion: r.apiVersion, namespace: r.namespace, name: r.name, file: r.source.file })),
+        diagnostics: s.diagnostics,
+        rejected: s.rejected ?? null,
+      };
+    },
+    '/debug/model': () => deps.cache.model ?? null,
+    '/debug/resources': (q) => {
+      const snap = deps.cache.snapshot('');
+      if (!snap) return {};
+      const want = q.get('type');
+      const out: Record<string, unknown> = {};
+      for (const t of ALL_TYPE_URLS) {
+        if (want && !shortType(t).toLowerCase().includes(want.toLowerCase())) continue;
+        out[shortType(t)] = { version: snap.version(t), resources: [...snap.resources(t).values()].map((r) => r.body) };
+      }
+      return out;
+    },
+    '/debug/clients': () => deps.clients(),
+    '/debug/pushes': () => deps.cache.pushes,
+  };
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const handler = Object.hasOwn(routes, url.pathname) ? routes[url.pathname] : undefined;
+    if (!handler || req.method !== 'GET') {
+      res.writeHead(404, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: `no such endpoint ${req.method} ${url.pathname}`, endpoints: Object.keys(routes) }));
+      return;
+    }
+    // Bytes (certificates, and private keys once SDS secrets are served) are never shown.
+    const body = JSON.stringify(handler(url.searchParams), (_k, v: unknown) =>
+      v && typeof v === 'object' && (v as { type?: string }).type === 'Buffer' ? '[bytes redacted]' : v,
+    );
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  return { server, port: (server.address() as AddressInfo).port };
+}
