@@ -1,0 +1,485 @@
+// The ADS server: envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources,
+// state-of-the-world. One grpc-js Server, insecure credentials (grpc-js-xds has no TLS channel
+// credentials for the control plane). Snapshots come from a SnapshotSource; a change is
+// debounced and pushed to the affected streams, one unacknowledged response per type per
+// stream at most (latest version only), so a slow or stuck client costs O(types) memory and
+// never stalls the others.
+import * as grpc from '@grpc/grpc-js';
+import { TYPE_URLS, type Snapshot, type SnapshotSource } from '../snapshot.js';
+import { encodeDiscoveryResponse, encodeResourceField, loadXdsProtos, type XdsProtos } from './protos.js';
+import {
+  ClientState,
+  type AdsTypeStatus,
+  type DiscoveryRequestMessage,
+  type NackRecord,
+  type NodeInfo,
+  type StreamCounters,
+  type TypeSubscription,
+} from './client-state.js';
+
+export const DEFAULT_ADS_ADDRESS = '127.0.0.1:15010';
+export const DEFAULT_DEBOUNCE_MS = 100;
+/** Responses handed to grpc-js but not yet flushed, per stream, before we wait. */
+export const DEFAULT_MAX_QUEUE = 8;
+/** Distinct type URLs one stream may use (keeps per-stream state bounded). */
+export const MAX_TYPES_PER_STREAM = 64;
+
+export interface AdsServerOptions {
+  readonly source: SnapshotSource;
+  /** host:port to listen on; port 0 picks one. Default 127.0.0.1:15010. */
+  readonly address?: string;
+  /** Changes within this window become one push (quiet period; at most 10x this after the first change). Default 100. */
+  readonly debounceMs?: number;
+  /**
+   * Per stream, how many responses may be written and not yet flushed to the transport
+   * before further sends wait (as when write() returns false and we wait for 'drain').
+   * Responses are at most one per type anyway. Default 8.
+   */
+  readonly maxQueue?: number;
+}
+
+/** Server-wide counters (they survive stream ends). */
+export interface AdsServerStats {
+  readonly connectedStreams: number;
+  readonly streamsOpened: number;
+  readonly streamsClosed: number;
+  /** SnapshotSource change notifications received. */
+  readonly changeEvents: number;
+  /** Debounced push rounds (a burst of changes is one round). */
+  readonly pushRounds: number;
+  /** Responses carrying a new version of an unchanged subscription. */
+  readonly pushes: number;
+  readonly responses: number;
+  readonly resourcesSent: number;
+  /** Serialized DiscoveryResponse bytes (without the 5-byte gRPC frame header). */
+  readonly bytesSent: number;
+  readonly requests: number;
+  readonly acks: number;
+  readonly nacks: number;
+  readonly staleRequests: number;
+  /** Responses held back because a resource could not be encoded. */
+  readonly encodeErrors: number;
+  readonly lastEncodeError: string | undefined;
+}
+
+export interface AdsTypeInfo {
+  readonly typeUrl: string;
+  /** '*' for wildcard; [] after the client unsubscribed from everything of this type. */
+  readonly subscribed: readonly string[] | '*';
+  readonly status: AdsTypeStatus;
+  /** The node's snapshot version of this type now (undefined when the node has no snapshot). */
+  readonly currentVersion: string | undefined;
+  readonly sentVersion: string | undefined;
+  readonly sentNonce: string | undefined;
+  readonly sentAt: Date | undefined;
+  /** Names of the resources in the last response. */
+  readonly sentResources: readonly string[];
+  readonly ackedVersion: string | undefined;
+  readonly ackedAt: Date | undefined;
+  /** Set when status is NACKED: the error and the version the client rejected. */
+  readonly nack: NackRecord | undefined;
+  /** The most recent NACK even if later responses were ACKed. */
+  readonly lastNack: NackRecord | undefined;
+  readonly responses: number;
+  readonly acks: number;
+  readonly nacks: number;
+}
+
+export interface AdsClientInfo {
+  readonly streamId: string;
+  readonly peer: string;
+  readonly connectedAt: Date;
+  /** '' until the first request (which must carry node) arrived. */
+  readonly nodeId: string;
+  readonly cluster: string;
+  readonly locality: NodeInfo['locality'];
+  readonly userAgentName: string;
+  readonly userAgentVersion: string;
+  readonly clientFeatures: readonly string[];
+  readonly metadata: Readonly<Record<string, unknown>>;
+  readonly types: readonly AdsTypeInfo[];
+  readonly counters: Readonly<StreamCounters>;
+}
+
+/** Push order: clusters and their endpoints before the listeners and routes that use them (Istio's order). */
+const PUSH_ORDER: readonly string[] = [TYPE_URLS.cluster, TYPE_URLS.endpoint, TYPE_URLS.listener, TYPE_URLS.route];
+
+type AdsCall = grpc.ServerDuplexStream<DiscoveryRequestMessage, Buffer>;
+
+interface StreamEntry {
+  readonly state: ClientState;
+  readonly call: AdsCall;
+  closed: boolean;
+  /** write() returned false: wait for 'drain'. */
+  blocked: boolean;
+  /** Writes not yet flushed (their callbacks pending). */
+  inFlight: number;
+  /** A send was held back by blocked/inFlight: flush again when they clear. */
+  deferred: boolean;
+}
+
+type MutableStats = { -readonly [K in keyof AdsServerStats]: AdsServerStats[K] };
+
+export class AdsServer {
+  #protos: XdsProtos | undefined;
+  #server: grpc.Server | undefined;
+  #ownsServer = false;
+  #source: SnapshotSource | undefined;
+  #unsubscribe: (() => void) | undefined;
+  #debounceMs = DEFAULT_DEBOUNCE_MS;
+  #maxQueue = DEFAULT_MAX_QUEUE;
+  #port: number | undefined;
+  #closed = false;
+  readonly #streams = new Map<string, StreamEntry>();
+  #nextStream = 1;
+  #nextNonce = 1;
+  // Debounce state.
+  #pendingNodes: Set<string> | '*' | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #firstChangeAt: number | undefined;
+  readonly #stats: MutableStats = {
+    connectedStreams: 0,
+    streamsOpened: 0,
+    streamsClosed: 0,
+    changeEvents: 0,
+    pushRounds: 0,
+    pushes: 0,
+    responses: 0,
+    resourcesSent: 0,
+    bytesSent: 0,
+    requests: 0,
+    acks: 0,
+    nacks: 0,
+    staleRequests: 0,
+    encodeErrors: 0,
+    lastEncodeError: undefined,
+  };
+
+  /** The bound port once started. */
+  get port(): number | undefined {
+    return this.#port;
+  }
+
+  /** Creates a grpc-js Server, registers ADS on it and listens. Resolves with the bound port. */
+  async start(options: AdsServerOptions): Promise<number> {
+    if (this.#server) throw new Error('AdsServer.start: already started');
+    const server = new grpc.Server();
+    this.register(server, options);
+    this.#ownsServer = true;
+    const address = options.address ?? DEFAULT_ADS_ADDRESS;
+    try {
+      this.#port = await new Promise<number>((resolve, reject) =>
+        server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) =>
+          err ? reject(err) : resolve(port),
+        ),
+      );
+    } catch (e) {
+      await this.close();
+      throw new Error(`the xDS server cannot listen on ${address}: ${e instanceof Error ? e.message : String(e)}`, {
+        cause: e,
+      });
+    }
+    return this.#port;
+  }
+
+  /**
+   * Adds the ADS service to an existing grpc-js Server (for sharing a port with other
+   * services); the caller binds and shuts down that server, `close()` only ends our streams.
+   */
+  register(server: grpc.Server, options: AdsServerOptions): void {
+    if (this.#server) throw new Error('AdsServer: already registered on a server');
+    if (this.#closed) throw new Error('AdsServer: closed');
+    this.#protos = loadXdsProtos();
+    this.#server = server;
+    this.#source = options.source;
+    this.#debounceMs = Math.max(0, options.debounceMs ?? DEFAULT_DEBOUNCE_MS);
+    this.#maxQueue = Math.max(1, Math.floor(options.maxQueue ?? DEFAULT_MAX_QUEUE));
+    // Responses are serialized by us (resource bytes are cached and shared between streams),
+    // so the method's serializer passes Buffers through.
+    const base = this.#protos.AdsClient.service;
+    const service: grpc.ServiceDefinition = Object.fromEntries(
+      Object.entries(base).map(([name, method]) => {
+        const serialize = method.responseSerialize;
+        return [
+          name,
+          { ...method, responseSerialize: (value: unknown) => (Buffer.isBuffer(value) ? value : serialize(value)) },
+        ];
+      }),
+    );
+    // DeltaAggregatedResources has no handler yet: grpc-js answers it with UNIMPLEMENTED.
+    server.addService(service, {
+      StreamAggregatedResources: (call: AdsCall) => this.#onStream(call),
+    });
+    this.#unsubscribe = options.source.onChange((nodeIds) => this.#onChange(nodeIds));
+  }
+
+  /** Ends every stream and, when start() created the server, shuts it down. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#unsubscribe?.();
+    this.#unsubscribe = undefined;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    for (const entry of [...this.#streams.values()]) {
+      this.#drop(entry);
+      try {
+        entry.call.end();
+      } catch {
+        // already ended
+      }
+    }
+    const server = this.#server;
+    if (server && this.#ownsServer) {
+      await new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 1000);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+    }
+  }
+
+  stats(): AdsServerStats {
+    return { ...this.#stats, connectedStreams: this.#streams.size };
+  }
+
+  /** One entry per connected stream, in connection order. */
+  clients(): AdsClientInfo[] {
+    const out: AdsClientInfo[] = [];
+    for (const entry of this.#streams.values()) {
+      const s = entry.state;
+      const node = s.node;
+      const snapshot = node ? this.#snapshot(node.id) : undefined;
+      const types = [...s.types.values()]
+        .sort((a, b) => typeRank(a.typeUrl) - typeRank(b.typeUrl) || (a.typeUrl < b.typeUrl ? -1 : 1))
+        .map((t) => typeInfo(t, snapshot));
+      out.push({
+        streamId: s.streamId,
+        peer: s.peer,
+        connectedAt: s.connectedAt,
+        nodeId: node?.id ?? '',
+        cluster: node?.cluster ?? '',
+        locality: node?.locality ?? { region: '', zone: '', sub_zone: '' },
+        userAgentName: node?.userAgentName ?? '',
+        userAgentVersion: node?.userAgentVersion ?? '',
+        clientFeatures: node?.clientFeatures ?? [],
+        metadata: node?.metadata ?? {},
+        types,
+        counters: { ...s.counters },
+      });
+    }
+    return out;
+  }
+
+  // -------------------------------------------------------------------------------------
+
+  #snapshot(nodeId: string): Snapshot | undefined {
+    try {
+      return this.#source?.snapshot(nodeId);
+    } catch {
+      return undefined;
+    }
+  }
+
+  #onStream(call: AdsCall): void {
+    if (this.#closed) {
+      call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'the xDS server is shutting down' });
+      return;
+    }
+    let peer = '';
+    try {
+      peer = call.getPeer();
+    } catch {
+      // unknown peer
+    }
+    const id = String(this.#nextStream++);
+    const entry: StreamEntry = {
+      state: new ClientState(id, peer, new Date()),
+      call,
+      closed: false,
+      blocked: false,
+      inFlight: 0,
+      deferred: false,
+    };
+    this.#streams.set(id, entry);
+    this.#stats.streamsOpened++;
+    call.on('data', (req: DiscoveryRequestMessage) => {
+      try {
+        this.#onRequest(entry, req);
+      } catch (e) {
+        this.#fail(entry, grpc.status.INTERNAL, `xDS server error: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    });
+    call.on('end', () => {
+      this.#drop(entry);
+      call.end();
+    });
+    call.on('cancelled', () => this.#drop(entry));
+    call.on('error', () => this.#drop(entry));
+    call.on('close', () => this.#drop(entry));
+    call.on('drain', () => {
+      entry.blocked = false;
+      this.#resume(entry);
+    });
+  }
+
+  #drop(entry: StreamEntry): void {
+    if (entry.closed) return;
+    entry.closed = true;
+    if (this.#streams.delete(entry.state.streamId)) this.#stats.streamsClosed++;
+  }
+
+  #fail(entry: StreamEntry, code: grpc.status, details: string): void {
+    if (entry.closed) return;
+    this.#drop(entry);
+    entry.call.emit('error', { code, details });
+  }
+
+  #onRequest(entry: StreamEntry, req: DiscoveryRequestMessage): void {
+    if (entry.closed) return;
+    const state = entry.state;
+    if (!state.node) {
+      if (!req.node?.id) {
+        this.#fail(entry, grpc.status.INVALID_ARGUMENT, 'the first DiscoveryRequest of a stream must carry node.id');
+        return;
+      }
+      state.setNode(req.node);
+    }
+    const typeUrl = req.type_url;
+    if (!typeUrl) {
+      this.#fail(entry, grpc.status.INVALID_ARGUMENT, 'DiscoveryRequest.type_url is required on the aggregated stream');
+      return;
+    }
+    if (!state.types.has(typeUrl) && state.types.size >= MAX_TYPES_PER_STREAM) {
+      this.#fail(entry, grpc.status.RESOURCE_EXHAUSTED, `more than ${MAX_TYPES_PER_STREAM} type URLs on one stream`);
+      return;
+    }
+    this.#stats.requests++;
+    const kind = state.applyRequest({ ...req, type_url: typeUrl }, new Date());
+    if (kind === 'stale') {
+      this.#stats.staleRequests++;
+      return;
+    }
+    if (kind === 'ack') this.#stats.acks++;
+    else if (kind === 'nack') this.#stats.nacks++;
+    this.#send(entry, typeUrl);
+  }
+
+  /** Sends the type's response if one is due and the stream can take it. */
+  #send(entry: StreamEntry, typeUrl: string): void {
+    if (entry.closed) return;
+    const t = entry.state.types.get(typeUrl);
+    const node = entry.state.node;
+    if (!t || !node) return;
+    if (entry.blocked || entry.inFlight >= this.#maxQueue) {
+      entry.deferred = true;
+      return;
+    }
+    const snapshot = this.#snapshot(node.id);
+    const plan = t.plan(snapshot);
+    if (!plan || !snapshot) return;
+    const all = snapshot.resources(typeUrl);
+    const fields: Buffer[] = [];
+    try {
+      for (const name of plan.resourceNames) fields.push(encodeResourceField(all.get(name)!));
+    } catch (e) {
+      // A ResourceEncodingError. Never send a partial response: for LDS/CDS a missing resource means "deleted".
+      // The client stays on its last version; the next snapshot change retries.
+      this.#stats.encodeErrors++;
+      this.#stats.lastEncodeError = e instanceof Error ? e.message : String(e);
+      return;
+    }
+    const nonce = String(this.#nextNonce++);
+    const bytes = encodeDiscoveryResponse({ version_info: plan.version, type_url: typeUrl, nonce }, fields);
+    const push = entry.state.recordSent(t, {
+      version: plan.version,
+      nonce,
+      at: new Date(),
+      resourceNames: plan.resourceNames,
+      bytes: bytes.length,
+    });
+    this.#stats.responses++;
+    this.#stats.resourcesSent += plan.resourceNames.length;
+    this.#stats.bytesSent += bytes.length;
+    if (push) this.#stats.pushes++;
+    entry.inFlight++;
+    const ok = entry.call.write(bytes, () => {
+      entry.inFlight--;
+      if (entry.deferred && !entry.blocked && entry.inFlight < this.#maxQueue) this.#resume(entry);
+    });
+    if (!ok) entry.blocked = true;
+  }
+
+  #resume(entry: StreamEntry): void {
+    if (!entry.deferred) return;
+    entry.deferred = false;
+    this.#sendAll(entry);
+  }
+
+  #sendAll(entry: StreamEntry): void {
+    const types = [...entry.state.types.keys()].sort((a, b) => typeRank(a) - typeRank(b));
+    for (const typeUrl of types) this.#send(entry, typeUrl);
+  }
+
+  #onChange(nodeIds: readonly string[] | '*'): void {
+    if (this.#closed) return;
+    this.#stats.changeEvents++;
+    if (nodeIds === '*') this.#pendingNodes = '*';
+    else if (this.#pendingNodes !== '*') {
+      this.#pendingNodes ??= new Set();
+      for (const id of nodeIds) this.#pendingNodes.add(id);
+    }
+    // Quiet period of debounceMs, but never more than 10x that after the first change of a burst.
+    const now = Date.now();
+    this.#firstChangeAt ??= now;
+    const wait = Math.max(0, Math.min(this.#debounceMs, this.#firstChangeAt + this.#debounceMs * 10 - now));
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => this.#push(), wait);
+  }
+
+  #push(): void {
+    const nodes = this.#pendingNodes;
+    this.#pendingNodes = undefined;
+    this.#firstChangeAt = undefined;
+    this.#timer = undefined;
+    if (this.#closed || nodes === undefined) return;
+    this.#stats.pushRounds++;
+    for (const entry of [...this.#streams.values()]) {
+      const id = entry.state.node?.id;
+      if (id === undefined || (nodes !== '*' && !nodes.has(id))) continue;
+      this.#sendAll(entry);
+    }
+  }
+}
+
+function typeRank(typeUrl: string): number {
+  const i = PUSH_ORDER.indexOf(typeUrl);
+  return i === -1 ? PUSH_ORDER.length : i;
+}
+
+function typeInfo(t: TypeSubscription, snapshot: Snapshot | undefined): AdsTypeInfo {
+  const current = snapshot ? snapshot.version(t.typeUrl) || undefined : undefined;
+  const status = t.status(current);
+  return {
+    typeUrl: t.typeUrl,
+    subscribed: t.subscription,
+    status,
+    currentVersion: current,
+    sentVersion: t.sent?.version,
+    sentNonce: t.sent?.nonce,
+    sentAt: t.sent?.at,
+    sentResources: t.sent?.resourceNames ?? [],
+    ackedVersion: t.acked?.version,
+    ackedAt: t.acked?.at,
+    nack: status === 'NACKED' ? t.lastNack : undefined,
+    lastNack: t.lastNack,
+    responses: t.responses,
+    acks: t.acks,
+    nacks: t.nacks,
+  };
+}
