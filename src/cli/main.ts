@@ -3,13 +3,20 @@ import { flagHelp, parseArgs } from './args.js';
 import type { Command } from './command.js';
 import { bootstrapCommand } from './commands/bootstrap.js';
 import { caCommand } from './commands/ca.js';
+import { controlplaneCommand } from './commands/controlplane.js';
 import { validateCommand } from './commands/validate.js';
 import { versionCommand } from './commands/version.js';
 import { processIo, type Io } from './output.js';
 import { TrellisError, UsageError } from '../errors.js';
 import { didYouMean } from '../util/did-you-mean.js';
 
-export const COMMANDS: readonly Command[] = [validateCommand, caCommand, bootstrapCommand, versionCommand];
+export const COMMANDS: readonly Command[] = [
+  validateCommand,
+  controlplaneCommand,
+  caCommand,
+  bootstrapCommand,
+  versionCommand,
+];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));

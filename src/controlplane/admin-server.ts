@@ -16,7 +16,11 @@ function shortType(url: string): string {
   return url.replace('type.googleapis.com/', '');
 }
 
-export async function startAdminServer(deps: AdminDeps, host: string, port: number): Promise<{ server: Server; port: number }> {
+export async function startAdminServer(
+  deps: AdminDeps,
+  host: string,
+  port: number,
+): Promise<{ server: Server; port: number }> {
   const routes: Record<string, (q: URLSearchParams) => unknown> = {
     '/healthz': () => ({ ok: true }),
     '/debug/config': () => {
@@ -24,7 +28,13 @@ export async function startAdminServer(deps: AdminDeps, host: string, port: numb
       return {
         generation: s.generation,
         loadedAt: s.loadedAt,
-        resources: s.resources.map((r) => ({ kind: r.kind, apiVersion: r.apiVersion, namespace: r.namespace, name: r.name, file: r.source.file })),
+        resources: s.resources.map((r) => ({
+          kind: r.kind,
+          apiVersion: r.apiVersion,
+          namespace: r.namespace,
+          name: r.name,
+          file: r.source.file,
+        })),
         diagnostics: s.diagnostics,
         rejected: s.rejected ?? null,
       };
@@ -49,7 +59,9 @@ export async function startAdminServer(deps: AdminDeps, host: string, port: numb
     const handler = Object.hasOwn(routes, url.pathname) ? routes[url.pathname] : undefined;
     if (!handler || req.method !== 'GET') {
       res.writeHead(404, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ error: `no such endpoint ${req.method} ${url.pathname}`, endpoints: Object.keys(routes) }));
+      res.end(
+        JSON.stringify({ error: `no such endpoint ${req.method} ${url.pathname}`, endpoints: Object.keys(routes) }),
+      );
       return;
     }
     // Bytes (certificates, and private keys once SDS secrets are served) are never shown.

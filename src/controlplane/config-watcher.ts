@@ -65,7 +65,12 @@ export class ConfigWatcher {
       this.#opts.onReject?.(errors);
       return this.#state;
     }
-    this.#state = { resources: next.resources, diagnostics: next.diagnostics, generation: this.#state.generation + 1, loadedAt: new Date() };
+    this.#state = {
+      resources: next.resources,
+      diagnostics: next.diagnostics,
+      generation: this.#state.generation + 1,
+      loadedAt: new Date(),
+    };
     this.#opts.onChange(this.#state);
     return this.#state;
   }

@@ -1,0 +1,123 @@
+// trellis controlplane: watch a config directory, compile it, serve it over xDS (ADS),
+// with an admin API. A bad reload keeps the last good configuration serving.
+import { formatDiagnostic } from '../../config/diagnostic.js';
+import { UsageError } from '../../errors.js';
+import { startAdminServer } from '../../controlplane/admin-server.js';
+import { ConfigWatcher } from '../../controlplane/config-watcher.js';
+import { SnapshotCache } from '../../controlplane/snapshot-cache.js';
+import { AdsServer } from '../../xds/server/ads-server.js';
+import { HELP_FLAG, type Command } from '../command.js';
+
+function hostPort(value: string, flag: string): { host: string; port: number } {
+  const m = /^(\[[0-9a-fA-F:]+\]|[^:\s]+):(\d{1,5})$/.exec(value);
+  if (!m || Number(m[2]) > 65535) throw new UsageError(`--${flag} ${JSON.stringify(value)} is not HOST:PORT`);
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+}
+
+/** One structured log line on stderr. */
+function log(level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown> = {}): void {
+  process.stderr.write(
+    `${JSON.stringify({ time: new Date().toISOString(), level, component: 'controlplane', msg, ...fields })}\n`,
+  );
+}
+
+export const controlplaneCommand: Command = {
+  name: 'controlplane',
+  summary: 'Serve a config directory over xDS (ADS) to proxies and proxyless gRPC clients',
+  usage: 'trellis controlplane --config DIR [--xds-listen 127.0.0.1:15010] [--admin-listen 127.0.0.1:15014]',
+  flags: [
+    {
+      name: 'config',
+      short: 'f',
+      type: 'list',
+      valueName: 'DIR',
+      description: 'config directory (or file); watched for changes',
+    },
+    {
+      name: 'xds-listen',
+      type: 'string',
+      valueName: 'HOST:PORT',
+      description: 'xDS (ADS) listener, default 127.0.0.1:15010',
+    },
+    {
+      name: 'admin-listen',
+      type: 'string',
+      valueName: 'HOST:PORT',
+      description: 'admin HTTP API, default 127.0.0.1:15014',
+    },
+    HELP_FLAG,
+  ],
+  async run(args, io) {
+    const paths = [...((args.flags.config as readonly string[] | undefined) ?? []), ...args.positionals];
+    if (paths.length === 0) throw new UsageError('trellis controlplane needs --config DIR');
+    const xds = hostPort((args.flags['xds-listen'] as string | undefined) ?? '127.0.0.1:15010', 'xds-listen');
+    const admin = hostPort((args.flags['admin-listen'] as string | undefined) ?? '127.0.0.1:15014', 'admin-listen');
+
+    const cache = new SnapshotCache();
+    const config = new ConfigWatcher({
+      paths,
+      onChange: (s) => {
+        const model = cache.update(s.resources, s.generation);
+        log('info', 'configuration applied', {
+          generation: s.generation,
+          resources: s.resources.length,
+          services: model.services.length,
+          analysis: model.analysis.length,
+        });
+      },
+      onReject: (errors) => {
+        log('warn', 'configuration rejected; the last good configuration keeps serving', {
+          errors: errors.length,
+          first: errors.slice(0, 5).map(formatDiagnostic),
+        });
+      },
+    });
+    const initial = config.state;
+    if (initial.rejected) {
+      log('error', 'initial configuration has errors; serving nothing until it is fixed', {
+        first: initial.rejected.errors.slice(0, 5).map(formatDiagnostic),
+      });
+    } else {
+      cache.update(initial.resources, initial.generation);
+      log('info', 'configuration applied', { generation: initial.generation, resources: initial.resources.length });
+    }
+
+    const ads = new AdsServer();
+    let xdsPort: number;
+    try {
+      xdsPort = await ads.start({ source: cache, address: `${xds.host}:${xds.port}` });
+    } catch (e) {
+      throw new UsageError(`cannot listen for xDS on ${xds.host}:${xds.port}: ${(e as Error).message}`);
+    }
+    let adminPort: number;
+    let adminServer;
+    try {
+      ({ server: adminServer, port: adminPort } = await startAdminServer(
+        { config, cache, clients: () => ads.clients() },
+        admin.host,
+        admin.port,
+      ));
+    } catch (e) {
+      await ads.close();
+      throw new UsageError(`cannot listen for the admin API on ${admin.host}:${admin.port}: ${(e as Error).message}`);
+    }
+    config.start();
+    io.out(
+      `trellis controlplane: xDS on ${xds.host}:${xdsPort}, admin on http://${admin.host}:${adminPort}, watching ${paths.join(', ')}`,
+    );
+    log('info', 'serving', { xds: `${xds.host}:${xdsPort}`, admin: `${admin.host}:${adminPort}` });
+
+    await new Promise<void>((resolve) => {
+      const stop = (signal: string) => {
+        log('info', 'shutting down', { signal });
+        resolve();
+      };
+      process.once('SIGINT', () => stop('SIGINT'));
+      process.once('SIGTERM', () => stop('SIGTERM'));
+    });
+    config.close();
+    adminServer.close();
+    await ads.close();
+    return 0;
+  },
+};
