@@ -39,6 +39,7 @@ export const ERROR_CODES = {
   TRELLIS_ERR_LIMIT_EXCEEDED: 'a list longer than the upstream limit (e.g. more than 16 HTTPRoute rules)',
   TRELLIS_ERR_DUPLICATE_RESOURCE: 'two resources with the same kind, namespace and name',
   TRELLIS_ERR_NO_RESOURCES: 'the paths given hold no resources at all',
+  TRELLIS_ERR_CONTROL_PLANE: 'the control plane admin API cannot be reached (trellis apply, get, delete, proxy-status)',
   TRELLIS_ERR_WORKLOAD_API:
     'the SPIFFE Workload API cannot be served or reached: bad socket path or address, socket in use, no endpoint configured',
   TRELLIS_ERR_CA:

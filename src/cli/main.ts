@@ -4,6 +4,8 @@ import type { Command } from './command.js';
 import { bootstrapCommand } from './commands/bootstrap.js';
 import { caCommand } from './commands/ca.js';
 import { controlplaneCommand } from './commands/controlplane.js';
+import { proxyStatusCommand } from './commands/proxy-status.js';
+import { applyCommand, deleteCommand, getCommand } from './commands/resources.js';
 import { validateCommand } from './commands/validate.js';
 import { versionCommand } from './commands/version.js';
 import { processIo, type Io } from './output.js';
@@ -13,6 +15,10 @@ import { didYouMean } from '../util/did-you-mean.js';
 export const COMMANDS: readonly Command[] = [
   validateCommand,
   controlplaneCommand,
+  applyCommand,
+  getCommand,
+  deleteCommand,
+  proxyStatusCommand,
   caCommand,
   bootstrapCommand,
   versionCommand,

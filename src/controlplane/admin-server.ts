@@ -2,12 +2,14 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ALL_TYPE_URLS } from '../xds/snapshot.js';
+import type { AppliedStore, StoreResult } from './applied-store.js';
 import type { ConfigWatcher } from './config-watcher.js';
 import type { SnapshotCache } from './snapshot-cache.js';
 
 export interface AdminDeps {
   readonly config: ConfigWatcher;
   readonly cache: SnapshotCache;
+  readonly store: AppliedStore;
   /** Connected xDS clients and their per-type status. */
   readonly clients: () => unknown;
 }
@@ -53,9 +55,61 @@ export async function startAdminServer(
     },
     '/debug/clients': () => deps.clients(),
     '/debug/pushes': () => deps.cache.pushes,
+    // kubectl-style reads: the validated resources in force (defaults applied).
+    '/resources': (q) => {
+      const kind = q.get('kind');
+      const ns = q.get('namespace');
+      const name = q.get('name');
+      return deps.config.state.resources
+        .filter(
+          (r) =>
+            (!kind || r.kind.toLowerCase() === kind.toLowerCase()) &&
+            (!ns || r.namespace === ns) &&
+            (!name || r.name === name),
+        )
+        .map((r) => {
+          const { source, group: _g, namespace: _n, name: _nm, ...object } = r;
+          return { ...object, source: source.file };
+        });
+    },
+  };
+  const writes: Record<string, (body: string, q: URLSearchParams) => StoreResult> = {
+    'POST /apply': (body) => deps.store.apply(body),
+    'DELETE /resources': (_body, q) =>
+      deps.store.delete([
+        {
+          kind: q.get('kind') ?? '',
+          name: q.get('name') ?? '',
+          ...(q.get('namespace') ? { namespace: q.get('namespace')! } : {}),
+        },
+      ]),
   };
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://admin');
+    const write = writes[`${req.method} ${url.pathname}`];
+    if (write) {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      req.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > 8 * 1024 * 1024)
+          req.destroy(); // same limit as config files
+        else chunks.push(c);
+      });
+      req.on('end', () => {
+        const result = write(Buffer.concat(chunks).toString('utf8'), url.searchParams);
+        // Apply takes effect now, not when the file watcher notices.
+        const state = result.ok ? deps.config.reload() : undefined;
+        const body = JSON.stringify({
+          ...result,
+          generation: state?.generation,
+          rejected: state?.rejected ?? undefined,
+        });
+        res.writeHead(result.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+        res.end(body);
+      });
+      return;
+    }
     const handler = Object.hasOwn(routes, url.pathname) ? routes[url.pathname] : undefined;
     if (!handler || req.method !== 'GET') {
       res.writeHead(404, { 'content-type': 'application/json' });

@@ -18,7 +18,10 @@ export interface ConfigState {
 }
 
 export interface ConfigWatcherOptions {
-  readonly paths: readonly string[];
+  /** What to load; a function, since applied resources may appear or vanish. */
+  readonly paths: () => readonly string[];
+  /** Directories to watch for changes. */
+  readonly watch: readonly string[];
   /** Changes within this window become one reload. */
   readonly debounceMs?: number;
   readonly onChange: (state: ConfigState) => void;
@@ -34,7 +37,7 @@ export class ConfigWatcher {
   /** Loads once; throws nothing — an invalid initial config starts empty and reports why. */
   constructor(opts: ConfigWatcherOptions) {
     this.#opts = opts;
-    const first = loadPaths(opts.paths);
+    const first = loadPaths(opts.paths());
     const errors = first.diagnostics.filter((d) => d.severity === 'error');
     this.#state =
       errors.length === 0
@@ -47,7 +50,7 @@ export class ConfigWatcher {
   }
 
   start(): void {
-    for (const p of this.#opts.paths) {
+    for (const p of this.#opts.watch) {
       try {
         this.#watchers.push(watch(p, { recursive: true }, () => this.#schedule()));
       } catch {
@@ -58,7 +61,7 @@ export class ConfigWatcher {
 
   /** Re-reads now (tests and `trellis apply` use this instead of waiting for the watcher). */
   reload(): ConfigState {
-    const next = loadPaths(this.#opts.paths);
+    const next = loadPaths(this.#opts.paths());
     const errors = next.diagnostics.filter((d) => d.severity === 'error');
     if (errors.length > 0) {
       this.#state = { ...this.#state, rejected: { at: new Date(), errors } };

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { REPO_ROOT } from '../helpers/run-cli.js';
+import { REPO_ROOT, runCliAsync } from '../helpers/run-cli.js';
 
 const json = {
   serialize: (v: unknown) => Buffer.from(JSON.stringify(v)),
@@ -159,6 +159,12 @@ test(
       }[];
       const me = clients.find((c) => c.nodeId === 'proxyless-test')!;
       assert.ok(me.types.length >= 4 && me.types.every((t) => t.status === 'SYNCED'), JSON.stringify(me.types));
+      const ps = await runCliAsync(['proxy-status', '--server', cp.admin]);
+      assert.match(ps.stdout, /^NAME\s+CLUSTER\s+CDS\s+LDS\s+EDS\s+RDS\s+SDS/m);
+      assert.match(
+        ps.stdout,
+        /^proxyless-test\s+test\s+SYNCED\s+SYNCED\s+SYNCED\s+SYNCED\s+NOT SENT\s+gRPC Node Pure JS/m,
+      );
 
       // An endpoint change in config (echo-v1 moves to the v3 server) changes where calls go within a second.
       writeFileSync(join(dir, 'mesh.yaml'), config({ v1: v3.port, v2: v2.port }, [100, 0]));

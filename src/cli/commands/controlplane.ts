@@ -1,12 +1,24 @@
 // trellis controlplane: watch a config directory, compile it, serve it over xDS (ADS),
 // with an admin API. A bad reload keeps the last good configuration serving.
+import { statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { formatDiagnostic } from '../../config/diagnostic.js';
+import { AppliedStore } from '../../controlplane/applied-store.js';
 import { UsageError } from '../../errors.js';
 import { startAdminServer } from '../../controlplane/admin-server.js';
 import { ConfigWatcher } from '../../controlplane/config-watcher.js';
 import { SnapshotCache } from '../../controlplane/snapshot-cache.js';
 import { AdsServer } from '../../xds/server/ads-server.js';
 import { HELP_FLAG, type Command } from '../command.js';
+
+/** .trellis inside the config directory (config walks skip dot-directories), or beside a config file. */
+function defaultStateDir(configPath: string): string {
+  try {
+    return statSync(configPath).isDirectory() ? join(configPath, '.trellis') : join(dirname(configPath), '.trellis');
+  } catch {
+    return '.trellis';
+  }
+}
 
 function hostPort(value: string, flag: string): { host: string; port: number } {
   const m = /^(\[[0-9a-fA-F:]+\]|[^:\s]+):(\d{1,5})$/.exec(value);
@@ -24,7 +36,8 @@ function log(level: 'info' | 'warn' | 'error', msg: string, fields: Record<strin
 export const controlplaneCommand: Command = {
   name: 'controlplane',
   summary: 'Serve a config directory over xDS (ADS) to proxies and proxyless gRPC clients',
-  usage: 'trellis controlplane --config DIR [--xds-listen 127.0.0.1:15010] [--admin-listen 127.0.0.1:15014]',
+  usage:
+    'trellis controlplane --config DIR [--xds-listen 127.0.0.1:15010] [--admin-listen 127.0.0.1:15014] [--state-dir DIR]',
   flags: [
     {
       name: 'config',
@@ -53,9 +66,12 @@ export const controlplaneCommand: Command = {
     const xds = hostPort((args.flags['xds-listen'] as string | undefined) ?? '127.0.0.1:15010', 'xds-listen');
     const admin = hostPort((args.flags['admin-listen'] as string | undefined) ?? '127.0.0.1:15014', 'admin-listen');
 
+    const stateDir = (args.flags['state-dir'] as string | undefined) ?? defaultStateDir(paths[0]!);
+    const store = new AppliedStore(stateDir, paths);
     const cache = new SnapshotCache();
     const config = new ConfigWatcher({
-      paths,
+      paths: () => store.paths(),
+      watch: paths,
       onChange: (s) => {
         const model = cache.update(s.resources, s.generation);
         log('info', 'configuration applied', {
@@ -93,7 +109,7 @@ export const controlplaneCommand: Command = {
     let adminServer;
     try {
       ({ server: adminServer, port: adminPort } = await startAdminServer(
-        { config, cache, clients: () => ads.clients() },
+        { config, cache, store, clients: () => ads.clients() },
         admin.host,
         admin.port,
       ));

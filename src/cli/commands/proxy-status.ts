@@ -1,0 +1,82 @@
+// trellis proxy-status: every xDS client and, per type, SYNCED / STALE / NACKED (istioctl habits).
+import { HELP_FLAG, type Command } from '../command.js';
+import { adminRequest, SERVER_FLAG, serverUrl } from '../control-plane-client.js';
+import { OUTPUT_FORMATS, renderData, type OutputFormat } from '../output.js';
+
+interface ClientInfo {
+  readonly nodeId: string;
+  readonly cluster?: string;
+  readonly userAgentName?: string;
+  readonly userAgentVersion?: string;
+  readonly protocol?: string;
+  readonly types: readonly {
+    readonly typeUrl: string;
+    readonly status: string;
+    readonly nack?: { readonly message?: string };
+  }[];
+}
+
+const COLUMNS: readonly [string, string][] = [
+  ['CDS', 'envoy.config.cluster.v3.Cluster'],
+  ['LDS', 'envoy.config.listener.v3.Listener'],
+  ['EDS', 'envoy.config.endpoint.v3.ClusterLoadAssignment'],
+  ['RDS', 'envoy.config.route.v3.RouteConfiguration'],
+  ['SDS', 'envoy.extensions.transport_sockets.tls.v3.Secret'],
+];
+
+export const proxyStatusCommand: Command = {
+  name: 'proxy-status',
+  summary: 'Show every xDS client of the control plane and whether each type is SYNCED, STALE or NACKED',
+  usage: 'trellis proxy-status [NODE_ID] [-o human|json|yaml] [--server URL]',
+  flags: [
+    {
+      name: 'output',
+      short: 'o',
+      type: 'string',
+      valueName: 'FORMAT',
+      choices: OUTPUT_FORMATS,
+      description: 'human (default), json or yaml',
+    },
+    SERVER_FLAG,
+    HELP_FLAG,
+  ],
+  async run(args, io) {
+    const r = await adminRequest(serverUrl(args.flags.server), '/debug/clients');
+    let clients = r.body as ClientInfo[];
+    const only = args.positionals[0];
+    if (only !== undefined) clients = clients.filter((c) => c.nodeId === only);
+    const format = (args.flags.output as OutputFormat | undefined) ?? 'human';
+    if (format !== 'human') {
+      io.out(renderData(clients, format));
+      return 0;
+    }
+    if (clients.length === 0) {
+      io.out(only ? `no xDS client with node id ${only}` : 'no xDS clients are connected');
+      return only ? 1 : 0;
+    }
+    const rows = clients.map((c) => [
+      c.nodeId,
+      c.cluster ?? '',
+      ...COLUMNS.map(([, t]) => {
+        const ty = c.types.find((x) => x.typeUrl.endsWith(t));
+        return ty ? (ty.status === 'NOT_SENT' ? 'NOT SENT' : ty.status) : 'NOT SENT';
+      }),
+      `${c.userAgentName ?? ''} ${c.userAgentVersion ?? ''}`.trim(),
+    ]);
+    const header = ['NAME', 'CLUSTER', ...COLUMNS.map(([h]) => h), 'CLIENT'];
+    const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+    for (const row of [header, ...rows])
+      io.out(
+        row
+          .map((v, i) => v.padEnd(widths[i]!))
+          .join('   ')
+          .trimEnd(),
+      );
+    for (const c of clients) {
+      for (const t of c.types)
+        if (t.status === 'NACKED')
+          io.out(`${c.nodeId}: ${t.typeUrl.replace('type.googleapis.com/', '')} NACKED: ${t.nack?.message ?? ''}`);
+    }
+    return 0;
+  },
+};
