@@ -1,12 +1,20 @@
-// The ADS server: envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources,
-// state-of-the-world. One grpc-js Server, insecure credentials (grpc-js-xds has no TLS channel
+// The ADS server: envoy.service.discovery.v3.AggregatedDiscoveryService, both
+// StreamAggregatedResources (state-of-the-world) and DeltaAggregatedResources (incremental:
+// only changed resources and the names of removed ones are sent). One grpc-js Server, insecure credentials (grpc-js-xds has no TLS channel
 // credentials for the control plane). Snapshots come from a SnapshotSource; a change is
 // debounced and pushed to the affected streams, one unacknowledged response per type per
 // stream at most (latest version only), so a slow or stuck client costs O(types) memory and
 // never stalls the others.
 import * as grpc from '@grpc/grpc-js';
 import { TYPE_URLS, type Snapshot, type SnapshotSource } from '../snapshot.js';
-import { encodeDiscoveryResponse, encodeResourceField, loadXdsProtos, type XdsProtos } from './protos.js';
+import {
+  encodeDeltaDiscoveryResponse,
+  encodeDeltaResourceField,
+  encodeDiscoveryResponse,
+  encodeResourceField,
+  loadXdsProtos,
+  type XdsProtos,
+} from './protos.js';
 import {
   ClientState,
   type AdsTypeStatus,
@@ -16,6 +24,12 @@ import {
   type StreamCounters,
   type TypeSubscription,
 } from './client-state.js';
+import {
+  DeltaClientState,
+  DeltaLimitError,
+  type DeltaDiscoveryRequestMessage,
+  type DeltaTypeSubscription,
+} from './delta-state.js';
 
 export const DEFAULT_ADS_ADDRESS = '127.0.0.1:15010';
 export const DEFAULT_DEBOUNCE_MS = 100;
@@ -51,7 +65,9 @@ export interface AdsServerStats {
   readonly pushes: number;
   readonly responses: number;
   readonly resourcesSent: number;
-  /** Serialized DiscoveryResponse bytes (without the 5-byte gRPC frame header). */
+  /** Names sent in removed_resources (incremental streams). */
+  readonly resourcesRemoved: number;
+  /** Serialized (Delta)DiscoveryResponse bytes (without the 5-byte gRPC frame header). */
   readonly bytesSent: number;
   readonly requests: number;
   readonly acks: number;
@@ -72,8 +88,10 @@ export interface AdsTypeInfo {
   readonly sentVersion: string | undefined;
   readonly sentNonce: string | undefined;
   readonly sentAt: Date | undefined;
-  /** Names of the resources in the last response. */
+  /** Names of the resources in the last response (incremental: only the new or changed ones). */
   readonly sentResources: readonly string[];
+  /** removed_resources of the last response (always [] on state-of-the-world streams). */
+  readonly removedResources: readonly string[];
   readonly ackedVersion: string | undefined;
   readonly ackedAt: Date | undefined;
   /** Set when status is NACKED: the error and the version the client rejected. */
@@ -87,6 +105,8 @@ export interface AdsTypeInfo {
 
 export interface AdsClientInfo {
   readonly streamId: string;
+  /** StreamAggregatedResources ('sotw') or DeltaAggregatedResources ('delta'). */
+  readonly protocol: 'sotw' | 'delta';
   readonly peer: string;
   readonly connectedAt: Date;
   /** '' until the first request (which must carry node) arrived. */
@@ -105,10 +125,12 @@ export interface AdsClientInfo {
 const PUSH_ORDER: readonly string[] = [TYPE_URLS.cluster, TYPE_URLS.endpoint, TYPE_URLS.listener, TYPE_URLS.route];
 
 type AdsCall = grpc.ServerDuplexStream<DiscoveryRequestMessage, Buffer>;
+type DeltaCall = grpc.ServerDuplexStream<DeltaDiscoveryRequestMessage, Buffer>;
+type AnyCall = grpc.ServerDuplexStream<unknown, Buffer>;
 
 interface StreamEntry {
-  readonly state: ClientState;
-  readonly call: AdsCall;
+  readonly state: ClientState | DeltaClientState;
+  readonly call: AnyCall;
   closed: boolean;
   /** write() returned false: wait for 'drain'. */
   blocked: boolean;
@@ -146,6 +168,7 @@ export class AdsServer {
     pushes: 0,
     responses: 0,
     resourcesSent: 0,
+    resourcesRemoved: 0,
     bytesSent: 0,
     requests: 0,
     acks: 0,
@@ -206,9 +229,9 @@ export class AdsServer {
         ];
       }),
     );
-    // DeltaAggregatedResources has no handler yet: grpc-js answers it with UNIMPLEMENTED.
     server.addService(service, {
-      StreamAggregatedResources: (call: AdsCall) => this.#onStream(call),
+      StreamAggregatedResources: (call: AdsCall) => this.#onStream(call as AnyCall),
+      DeltaAggregatedResources: (call: DeltaCall) => this.#onStream(call as AnyCall, 'delta'),
     });
     this.#unsubscribe = options.source.onChange((nodeIds) => this.#onChange(nodeIds));
   }
@@ -255,11 +278,16 @@ export class AdsServer {
       const s = entry.state;
       const node = s.node;
       const snapshot = node ? this.#snapshot(node.id) : undefined;
-      const types = [...s.types.values()]
+      const types = [...(s.types as ReadonlyMap<string, TypeSubscription | DeltaTypeSubscription>).values()]
         .sort((a, b) => typeRank(a.typeUrl) - typeRank(b.typeUrl) || (a.typeUrl < b.typeUrl ? -1 : 1))
-        .map((t) => typeInfo(t, snapshot));
+        .map((t) =>
+          s instanceof DeltaClientState
+            ? deltaTypeInfo(t as DeltaTypeSubscription, snapshot)
+            : typeInfo(t as TypeSubscription, snapshot),
+        );
       out.push({
         streamId: s.streamId,
+        protocol: s instanceof DeltaClientState ? 'delta' : 'sotw',
         peer: s.peer,
         connectedAt: s.connectedAt,
         nodeId: node?.id ?? '',
@@ -286,7 +314,7 @@ export class AdsServer {
     }
   }
 
-  #onStream(call: AdsCall): void {
+  #onStream(call: AnyCall, protocol: 'sotw' | 'delta' = 'sotw'): void {
     if (this.#closed) {
       call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'the xDS server is shutting down' });
       return;
@@ -298,8 +326,9 @@ export class AdsServer {
       // unknown peer
     }
     const id = String(this.#nextStream++);
+    const now = new Date();
     const entry: StreamEntry = {
-      state: new ClientState(id, peer, new Date()),
+      state: protocol === 'delta' ? new DeltaClientState(id, peer, now) : new ClientState(id, peer, now),
       call,
       closed: false,
       blocked: false,
@@ -308,10 +337,15 @@ export class AdsServer {
     };
     this.#streams.set(id, entry);
     this.#stats.streamsOpened++;
-    call.on('data', (req: DiscoveryRequestMessage) => {
+    call.on('data', (req: DiscoveryRequestMessage | DeltaDiscoveryRequestMessage) => {
       try {
-        this.#onRequest(entry, req);
+        if (entry.state instanceof DeltaClientState) this.#onDeltaRequest(entry, entry.state, req);
+        else this.#onRequest(entry, req as DiscoveryRequestMessage);
       } catch (e) {
+        if (e instanceof DeltaLimitError) {
+          this.#fail(entry, grpc.status.RESOURCE_EXHAUSTED, e.message);
+          return;
+        }
         this.#fail(entry, grpc.status.INTERNAL, `xDS server error: ${e instanceof Error ? e.message : String(e)}`);
       }
     });
@@ -342,7 +376,7 @@ export class AdsServer {
 
   #onRequest(entry: StreamEntry, req: DiscoveryRequestMessage): void {
     if (entry.closed) return;
-    const state = entry.state;
+    const state = entry.state as ClientState;
     if (!state.node) {
       if (!req.node?.id) {
         this.#fail(entry, grpc.status.INVALID_ARGUMENT, 'the first DiscoveryRequest of a stream must carry node.id');
@@ -370,16 +404,60 @@ export class AdsServer {
     this.#send(entry, typeUrl);
   }
 
+  /**
+   * One request of an incremental stream. Unlike state-of-the-world, its subscription
+   * deltas count even with a stale nonce; whatever is due is sent (or waits for the ACK of
+   * the outstanding response of the type).
+   */
+  #onDeltaRequest(entry: StreamEntry, state: DeltaClientState, req: DeltaDiscoveryRequestMessage): void {
+    if (entry.closed) return;
+    if (!state.node) {
+      if (!req.node?.id) {
+        this.#fail(
+          entry,
+          grpc.status.INVALID_ARGUMENT,
+          'the first DeltaDiscoveryRequest of a stream must carry node.id',
+        );
+        return;
+      }
+      state.setNode(req.node);
+    }
+    const typeUrl = req.type_url;
+    if (!typeUrl) {
+      this.#fail(
+        entry,
+        grpc.status.INVALID_ARGUMENT,
+        'DeltaDiscoveryRequest.type_url is required on the aggregated stream',
+      );
+      return;
+    }
+    if (!state.types.has(typeUrl) && state.types.size >= MAX_TYPES_PER_STREAM) {
+      this.#fail(entry, grpc.status.RESOURCE_EXHAUSTED, `more than ${MAX_TYPES_PER_STREAM} type URLs on one stream`);
+      return;
+    }
+    this.#stats.requests++;
+    const kind = state.applyRequest({ ...req, type_url: typeUrl }, new Date());
+    if (kind === 'stale') this.#stats.staleRequests++;
+    else if (kind === 'ack') this.#stats.acks++;
+    else if (kind === 'nack') this.#stats.nacks++;
+    this.#send(entry, typeUrl);
+  }
+
   /** Sends the type's response if one is due and the stream can take it. */
   #send(entry: StreamEntry, typeUrl: string): void {
     if (entry.closed) return;
-    const t = entry.state.types.get(typeUrl);
     const node = entry.state.node;
-    if (!t || !node) return;
+    if (!node || !entry.state.types.has(typeUrl)) return;
     if (entry.blocked || entry.inFlight >= this.#maxQueue) {
       entry.deferred = true;
       return;
     }
+    if (entry.state instanceof DeltaClientState) {
+      this.#sendDelta(entry, entry.state, entry.state.types.get(typeUrl)!, node.id);
+      return;
+    }
+    const state = entry.state;
+    const t = state.types.get(typeUrl)!;
     const snapshot = this.#snapshot(node.id);
     const plan = t.plan(snapshot);
     if (!plan || !snapshot) return;
@@ -396,7 +474,7 @@ export class AdsServer {
     }
     const nonce = String(this.#nextNonce++);
     const bytes = encodeDiscoveryResponse({ version_info: plan.version, type_url: typeUrl, nonce }, fields);
-    const push = entry.state.recordSent(t, {
+    const push = state.recordSent(t, {
       version: plan.version,
       nonce,
       at: new Date(),
@@ -407,6 +485,60 @@ export class AdsServer {
     this.#stats.resourcesSent += plan.resourceNames.length;
     this.#stats.bytesSent += bytes.length;
     if (push) this.#stats.pushes++;
+    this.#write(entry, bytes);
+  }
+
+  /**
+   * The incremental response of one type: the resources the client does not hold at their
+   * current version and the names that disappeared. A resource that cannot be encoded is
+   * left out (and held back until its version changes): in incremental xDS an absent
+   * resource means "unchanged", never "deleted".
+   */
+  #sendDelta(entry: StreamEntry, state: DeltaClientState, t: DeltaTypeSubscription, nodeId: string): void {
+    const snapshot = this.#snapshot(nodeId);
+    const plan = t.plan(snapshot);
+    if (!plan || !snapshot) return;
+    const all = snapshot.resources(t.typeUrl);
+    const fields: Buffer[] = [];
+    const sentNames: string[] = [];
+    for (const name of plan.resourceNames) {
+      const r = all.get(name)!;
+      try {
+        fields.push(encodeDeltaResourceField(r));
+        sentNames.push(name);
+      } catch (e) {
+        this.#stats.encodeErrors++;
+        this.#stats.lastEncodeError = e instanceof Error ? e.message : String(e);
+        t.hold(name, r.version);
+      }
+    }
+    if (sentNames.length === 0 && plan.removedNames.length === 0) return;
+    const nonce = String(this.#nextNonce++);
+    const bytes = encodeDeltaDiscoveryResponse(
+      { system_version_info: plan.version, type_url: t.typeUrl, nonce, removed_resources: plan.removedNames },
+      fields,
+    );
+    const push = state.recordSent(
+      t,
+      {
+        version: plan.version,
+        nonce,
+        at: new Date(),
+        resourceNames: sentNames,
+        removedNames: plan.removedNames,
+        bytes: bytes.length,
+      },
+      all,
+    );
+    this.#stats.responses++;
+    this.#stats.resourcesSent += sentNames.length;
+    this.#stats.resourcesRemoved += plan.removedNames.length;
+    this.#stats.bytesSent += bytes.length;
+    if (push) this.#stats.pushes++;
+    this.#write(entry, bytes);
+  }
+
+  #write(entry: StreamEntry, bytes: Buffer): void {
     entry.inFlight++;
     const ok = entry.call.write(bytes, () => {
       entry.inFlight--;
@@ -474,6 +606,30 @@ function typeInfo(t: TypeSubscription, snapshot: Snapshot | undefined): AdsTypeI
     sentNonce: t.sent?.nonce,
     sentAt: t.sent?.at,
     sentResources: t.sent?.resourceNames ?? [],
+    removedResources: [],
+    ackedVersion: t.acked?.version,
+    ackedAt: t.acked?.at,
+    nack: status === 'NACKED' ? t.lastNack : undefined,
+    lastNack: t.lastNack,
+    responses: t.responses,
+    acks: t.acks,
+    nacks: t.nacks,
+  };
+}
+
+function deltaTypeInfo(t: DeltaTypeSubscription, snapshot: Snapshot | undefined): AdsTypeInfo {
+  const current = snapshot ? snapshot.version(t.typeUrl) || undefined : undefined;
+  const status = t.status(snapshot);
+  return {
+    typeUrl: t.typeUrl,
+    subscribed: t.subscription,
+    status,
+    currentVersion: current,
+    sentVersion: t.sent?.version,
+    sentNonce: t.sent?.nonce,
+    sentAt: t.sent?.at,
+    sentResources: t.sent?.resourceNames ?? [],
+    removedResources: t.sent?.removedNames ?? [],
     ackedVersion: t.acked?.version,
     ackedAt: t.acked?.at,
     nack: status === 'NACKED' ? t.lastNack : undefined,

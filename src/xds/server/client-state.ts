@@ -307,6 +307,8 @@ export interface StreamCounters {
   /** Responses sent because the snapshot changed (not because the client asked for new names). */
   pushes: number;
   resourcesSent: number;
+  /** Names sent in removed_resources (incremental streams only; 0 on state-of-the-world streams). */
+  resourcesRemoved: number;
   /** Serialized DiscoveryResponse bytes (without gRPC framing). */
   bytesSent: number;
   acks: number;
@@ -325,6 +327,7 @@ export class ClientState {
     responses: 0,
     pushes: 0,
     resourcesSent: 0,
+    resourcesRemoved: 0,
     bytesSent: 0,
     acks: 0,
     nacks: 0,

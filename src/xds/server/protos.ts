@@ -45,6 +45,10 @@ export const XDS_PROTO_OPTIONS: protoLoader.Options = {
 export const ADS_SERVICE_NAME = 'envoy.service.discovery.v3.AggregatedDiscoveryService';
 export const DISCOVERY_REQUEST = 'envoy.service.discovery.v3.DiscoveryRequest';
 export const DISCOVERY_RESPONSE = 'envoy.service.discovery.v3.DiscoveryResponse';
+export const DELTA_DISCOVERY_REQUEST = 'envoy.service.discovery.v3.DeltaDiscoveryRequest';
+export const DELTA_DISCOVERY_RESPONSE = 'envoy.service.discovery.v3.DeltaDiscoveryResponse';
+/** The envoy.service.discovery.v3.Resource wrapper of incremental responses. */
+export const DISCOVERY_RESOURCE = 'envoy.service.discovery.v3.Resource';
 const TYPE_URL_PREFIX = 'type.googleapis.com/';
 
 /** The include directories: the package's deps/ trees plus protobufjs' own dir (google/protobuf). */
@@ -204,5 +208,60 @@ export interface DiscoveryResponseHeader {
  */
 export function encodeDiscoveryResponse(header: DiscoveryResponseHeader, resourceFields: readonly Buffer[]): Buffer {
   const head = loadXdsProtos().serialize(DISCOVERY_RESPONSE, header);
+  return resourceFields.length === 0 ? head : Buffer.concat([head, ...resourceFields]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Incremental (delta) xDS.
+
+function varint(n: number): Buffer {
+  const out: number[] = [];
+  while (n > 0x7f) {
+    out.push((n & 0x7f) | 0x80);
+    n = Math.floor(n / 128);
+  }
+  out.push(n);
+  return Buffer.from(out);
+}
+
+/** Tag of field 2, wire type 2 (length-delimited): `resources` in both responses, `resource` in Resource. */
+const FIELD_2_LEN = Buffer.from([0x12]);
+
+const encodedDeltaResources = new WeakMap<XdsResource, Buffer>();
+
+/**
+ * The bytes of DeltaDiscoveryResponse field 2 (`repeated Resource resources`) holding this
+ * one resource as `Resource {name, version, resource: Any}`. The Any is the cached bytes of
+ * encodeResourceField (DiscoveryResponse.resources and Resource.resource are both field 2,
+ * length-delimited, so those bytes are the Resource's `resource` field as they are); cached
+ * per resource like them. Throws ResourceEncodingError as encodeResourceField does.
+ */
+export function encodeDeltaResourceField(resource: XdsResource): Buffer {
+  const hit = encodedDeltaResources.get(resource);
+  if (hit) return hit;
+  const any = encodeResourceField(resource);
+  const head = loadXdsProtos().serialize(DISCOVERY_RESOURCE, { name: resource.name, version: resource.version });
+  const length = head.length + any.length;
+  const bytes = Buffer.concat([FIELD_2_LEN, varint(length), head, any]);
+  encodedDeltaResources.set(resource, bytes);
+  return bytes;
+}
+
+export interface DeltaDiscoveryResponseHeader {
+  readonly system_version_info: string;
+  readonly type_url: string;
+  readonly nonce: string;
+  readonly removed_resources: readonly string[];
+}
+
+/** A serialized DeltaDiscoveryResponse: the header fields, then each resource's cached field bytes. */
+export function encodeDeltaDiscoveryResponse(
+  header: DeltaDiscoveryResponseHeader,
+  resourceFields: readonly Buffer[],
+): Buffer {
+  const head = loadXdsProtos().serialize(DELTA_DISCOVERY_RESPONSE, {
+    ...header,
+    removed_resources: [...header.removed_resources],
+  });
   return resourceFields.length === 0 ? head : Buffer.concat([head, ...resourceFields]);
 }
