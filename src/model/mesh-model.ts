@@ -6,6 +6,8 @@ import type { MeshNode, MeshSpec } from '../config/kinds/trellis/mesh.js';
 import type { GRPCRouteRule } from '../config/kinds/gateway/grpc-route.js';
 import type { HTTPRouteRule } from '../config/kinds/gateway/http-route.js';
 import type { TrafficPolicy } from '../config/kinds/istio/destination-rule.js';
+import type { AuthorizationPolicySpec } from '../config/kinds/istio/authorization-policy.js';
+import type { PeerAuthenticationSpec } from '../config/kinds/istio/peer-authentication.js';
 import type { HTTPRoute as IstioHttpRoute } from '../config/kinds/istio/virtual-service.js';
 
 export type Protocol = 'HTTP' | 'HTTP2' | 'GRPC' | 'HTTPS' | 'TLS' | 'TCP' | 'UDP' | 'MONGO' | 'REDIS' | 'MYSQL';
@@ -211,6 +213,9 @@ export interface PolicyBindingModel {
   readonly targets: readonly string[];
   /** Needs an L7 engine to enforce (HTTP attributes). */
   readonly needsL7: boolean;
+  /** The policy as written, for translation (RBAC, TLS modes). */
+  readonly authorization?: AuthorizationPolicySpec;
+  readonly peerAuthentication?: PeerAuthenticationSpec;
 }
 
 export interface IdentityModel {

@@ -35,9 +35,9 @@ export interface PolicyContext {
 export function compilePolicies(ctx: PolicyContext): PolicyBindingModel[] {
   const out: PolicyBindingModel[] = [];
   for (const p of ctx.index.all('AuthorizationPolicy'))
-    out.push(istioBinding(ctx, p, 'AuthorizationPolicy', p.spec, authzNeedsL7(p)));
+    out.push({ ...istioBinding(ctx, p, 'AuthorizationPolicy', p.spec, authzNeedsL7(p)), authorization: p.spec });
   for (const p of ctx.index.all('PeerAuthentication'))
-    out.push(istioBinding(ctx, p, 'PeerAuthentication', p.spec, false));
+    out.push({ ...istioBinding(ctx, p, 'PeerAuthentication', p.spec, false), peerAuthentication: p.spec });
   for (const p of ctx.index.all('RequestAuthentication'))
     out.push(istioBinding(ctx, p, 'RequestAuthentication', p.spec, true));
   for (const p of ctx.index.all('NetworkPolicy')) out.push(networkPolicyBinding(ctx, p));

@@ -82,3 +82,14 @@ test('the same model gives byte-identical resources and versions', () => {
     );
   }
 });
+
+test('policies reach the translation through the model: the shop AuthorizationPolicies become RBAC on the server listeners', () => {
+  const snap = proxylessSnapshot(shop());
+  const servers = [...snap.resources(TYPE_URLS.listener).values()].filter((l) =>
+    l.name.startsWith('xds.istio.io/grpc/lds/inbound/'),
+  );
+  assert.ok(servers.length >= 4);
+  const orders = servers.find((l) => l.name.endsWith('127.0.0.2:9090'))!;
+  assert.match(JSON.stringify(orders.body), /policy\[orders-allow-api\]/);
+  assert.match(JSON.stringify(orders.body), /spiffe:\/\/cluster\.local\/ns\/shop\/sa\/api/);
+});

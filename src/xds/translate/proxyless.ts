@@ -14,10 +14,13 @@ import type {
   RouteModel,
   ServiceModel,
   ServicePortModel,
+  WorkloadModel,
 } from '../../model/mesh-model.js';
 import { parseGatewayDuration, parseGoDuration } from '../../util/duration.js';
 import { Snapshot, TYPE_URLS, xdsResource, type XdsResource } from '../snapshot.js';
+import { serverListeners } from './inbound.js';
 import { grpcRouteMatch, httpRouteMatch, istioMatch, type EnvoyObject } from './route-match.js';
+import { policySpecsFromModel, SecurityIndex, upstreamTls, type PolicySpecs } from './security.js';
 
 const HCM_TYPE =
   'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
@@ -42,15 +45,32 @@ export function duration(ms: number): { seconds: number; nanos: number } {
 
 interface Ctx {
   readonly model: MeshModel;
+  readonly security: SecurityIndex;
+  readonly workloadsById: ReadonlyMap<string, WorkloadModel>;
   readonly servicesById: ReadonlyMap<string, ServiceModel>;
   readonly servicesByHost: ReadonlyMap<string, ServiceModel>;
   readonly rulesByHost: ReadonlyMap<string, DestinationRuleModel>;
 }
 
-/** The resources every proxyless client of the mesh sees (per-node views arrive with locality-aware routing). */
-export function proxylessSnapshot(model: MeshModel): Snapshot {
+export interface ProxylessOptions {
+  /**
+   * AuthorizationPolicy / PeerAuthentication specs (the model binds policies but does not carry
+   * them). Without them, a bound AuthorizationPolicy denies everything and a bound
+   * PeerAuthentication counts as STRICT (fail closed); the Mesh mtls.mode always applies.
+   */
+  readonly policies?: PolicySpecs;
+}
+
+/**
+ * The resources every proxyless client and xDS-enabled gRPC server of the mesh sees (per-node
+ * views arrive with locality-aware routing): client-side Listener/RouteConfiguration/Cluster/
+ * ClusterLoadAssignment per service port, and a server Listener per workload address:port.
+ */
+export function proxylessSnapshot(model: MeshModel, options: ProxylessOptions = {}): Snapshot {
   const ctx: Ctx = {
     model,
+    security: new SecurityIndex(model, options.policies ?? policySpecsFromModel(model)),
+    workloadsById: new Map(model.workloads.map((w) => [w.id, w])),
     servicesById: new Map(model.services.map((s) => [s.id, s])),
     servicesByHost: new Map(model.services.map((s) => [s.hostname, s])),
     rulesByHost: new Map(model.destinationRules.map((d) => [d.host, d])),
@@ -101,6 +121,7 @@ export function proxylessSnapshot(model: MeshModel): Snapshot {
       );
     }
   }
+  resources.push(...serverListeners(ctx.security));
   return new Snapshot([...resources, ...clusters.values()]);
 }
 
@@ -335,7 +356,29 @@ function cluster(ctx: Ctx, svc: ServiceModel, port: ServicePortModel, subset: st
     if (od.maxEjectionPercent !== undefined) o.max_ejection_percent = { value: od.maxEjectionPercent };
     body.outlier_detection = o;
   }
+  const tls = clusterTls(ctx, svc, port, subset);
+  if (tls) body.transport_socket = tls;
   return xdsResource(TYPE_URLS.cluster, name, body);
+}
+
+/**
+ * STRICT mTLS on the destination: an UpstreamTlsContext presenting our SVID and accepting only
+ * the SPIFFE IDs of the endpoints. TLS when every endpoint's server port is STRICT (grpc-js has
+ * no per-endpoint transport sockets; PERMISSIVE servers accept plaintext only, see inbound.ts);
+ * without endpoints, when the Mesh default is STRICT.
+ */
+function clusterTls(ctx: Ctx, svc: ServiceModel, port: ServicePortModel, subset: string): EnvoyObject | undefined {
+  if (svc.location === 'MESH_EXTERNAL') return undefined;
+  const members = subset ? subsetMembers(ctx, svc, subset) : undefined;
+  const eps = svc.endpoints.filter(
+    (e) => e.identity !== '' && e.ports[port.name] !== undefined && (!members || members.has(e.workload)),
+  );
+  const strict =
+    eps.length === 0
+      ? ctx.model.mesh.mtls.mode === 'STRICT'
+      : eps.every((e) => ctx.security.mtlsMode(ctx.workloadsById.get(e.workload), e.ports[port.name]!) === 'STRICT');
+  if (!strict) return undefined;
+  return upstreamTls(eps.length > 0 ? eps.map((e) => e.identity) : svc.identities);
 }
 
 /** Subset policy over the host policy, then the port-level settings for this port (Istio's order). */
