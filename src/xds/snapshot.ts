@@ -28,19 +28,6 @@ export interface XdsResource {
   readonly version: string;
 }
 
-/** JSON with sorted keys and Buffers as base64: a stable text for hashing. */
-export function canonicalJson(value: unknown): string {
-  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
-  if (Buffer.isBuffer(value)) return JSON.stringify(`base64:${value.toString('base64')}`);
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  const obj = value as Record<string, unknown>;
-  return `{${Object.keys(obj)
-    .filter((k) => obj[k] !== undefined)
-    .sort()
-    .map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`)
-    .join(',')}}`;
-}
-
 function hash(text: string): string {
   return createHash('sha256').update(text).digest('hex').slice(0, 16);
 }
@@ -50,7 +37,9 @@ export function xdsResource(typeUrl: TypeUrl, name: string, body: Record<string,
     name,
     typeUrl,
     body: Object.freeze({ '@type': typeUrl, ...body }),
-    version: hash(canonicalJson(body)),
+    // The translation builds objects in a deterministic key order, so plain JSON is a stable
+    // text to hash, and several times cheaper than canonicalising (measured with bench:xds).
+    version: hash(JSON.stringify(body)),
   });
 }
 
