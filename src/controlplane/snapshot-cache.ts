@@ -4,7 +4,7 @@
 import type { Resource } from '../config/resource.js';
 import type { MeshModel } from '../model/mesh-model.js';
 import { ModelCompiler } from '../model/compile.js';
-import type { Snapshot, SnapshotSource } from '../xds/snapshot.js';
+import type { NodeView, Snapshot, SnapshotSource } from '../xds/snapshot.js';
 import { proxylessSnapshot } from '../xds/translate/proxyless.js';
 
 export interface PushRecord {
@@ -19,6 +19,9 @@ export class SnapshotCache implements SnapshotSource {
   readonly #listeners = new Set<(nodeIds: readonly string[] | '*') => void>();
   #model: MeshModel | undefined;
   #snapshot: Snapshot | undefined;
+  /** Per client locality, built on first use for this model (only when some rule depends on locality). */
+  #byLocality = new Map<string, Snapshot>();
+  #localityMatters = false;
   readonly pushes: PushRecord[] = [];
 
   /** Compiles and translates a new configuration, then tells the server. */
@@ -32,6 +35,17 @@ export class SnapshotCache implements SnapshotSource {
     if (problems.length > 0) throw new Error(`inconsistent snapshot (a translation bug): ${problems.join('; ')}`);
     this.#model = model;
     this.#snapshot = snapshot;
+    this.#byLocality = new Map();
+    // Locality-aware load balancing (failover, distribute) follows outlier detection or a
+    // localityLbSetting in a DestinationRule (Istio); otherwise every node sees the same thing.
+    this.#localityMatters = model.destinationRules.some(
+      (d) =>
+        d.trafficPolicy?.outlierDetection !== undefined ||
+        d.trafficPolicy?.loadBalancer?.localityLbSetting !== undefined ||
+        Object.values(d.subsetPolicies).some(
+          (p) => p.outlierDetection !== undefined || p.loadBalancer?.localityLbSetting !== undefined,
+        ),
+    );
     this.pushes.push({ generation, at: new Date(), compileMs: t1 - t0, translateMs: t2 - t1 });
     if (this.pushes.length > 100) this.pushes.shift();
     for (const l of this.#listeners) l('*');
@@ -42,8 +56,19 @@ export class SnapshotCache implements SnapshotSource {
     return this.#model;
   }
 
-  snapshot(_nodeId: string): Snapshot | undefined {
-    return this.#snapshot;
+  snapshot(_nodeId: string, node?: NodeView): Snapshot | undefined {
+    const loc = node?.locality;
+    if (!this.#model || !this.#localityMatters || !loc || (!loc.region && !loc.zone && !loc.sub_zone))
+      return this.#snapshot;
+    const key = `${loc.region}/${loc.zone}/${loc.sub_zone}`;
+    let snap = this.#byLocality.get(key);
+    if (!snap) {
+      snap = proxylessSnapshot(this.#model, {
+        clientLocality: { region: loc.region, zone: loc.zone, subzone: loc.sub_zone },
+      });
+      this.#byLocality.set(key, snap);
+    }
+    return snap;
   }
 
   onChange(listener: (nodeIds: readonly string[] | '*') => void): () => void {

@@ -118,10 +118,15 @@ function findKey(value: unknown, key: string, out: unknown[] = []): unknown[] {
   return out;
 }
 
+/** What a snapshot may depend on besides the node id: where the node is. */
+export interface NodeView {
+  readonly locality: { readonly region: string; readonly zone: string; readonly sub_zone: string };
+}
+
 /** Where an ADS server gets snapshots from (go-control-plane's ConfigWatcher role). */
 export interface SnapshotSource {
   /** The current snapshot for a node, or undefined when the node is unknown. */
-  snapshot(nodeId: string): Snapshot | undefined;
+  snapshot(nodeId: string, node?: NodeView): Snapshot | undefined;
   /** Called with the node ids whose snapshot changed ("*" for all). Returns unsubscribe. */
   onChange(listener: (nodeIds: readonly string[] | '*') => void): () => void;
 }

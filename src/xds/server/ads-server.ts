@@ -142,6 +142,12 @@ interface StreamEntry {
 
 type MutableStats = { -readonly [K in keyof AdsServerStats]: AdsServerStats[K] };
 
+/** What the server knows of a node when it asks for its snapshot. */
+interface NodeIdentity {
+  readonly id: string;
+  readonly locality: { readonly region: string; readonly zone: string; readonly sub_zone: string };
+}
+
 export class AdsServer {
   #protos: XdsProtos | undefined;
   #server: grpc.Server | undefined;
@@ -277,7 +283,7 @@ export class AdsServer {
     for (const entry of this.#streams.values()) {
       const s = entry.state;
       const node = s.node;
-      const snapshot = node ? this.#snapshot(node.id) : undefined;
+      const snapshot = node ? this.#snapshot(node) : undefined;
       const types = [...(s.types as ReadonlyMap<string, TypeSubscription | DeltaTypeSubscription>).values()]
         .sort((a, b) => typeRank(a.typeUrl) - typeRank(b.typeUrl) || (a.typeUrl < b.typeUrl ? -1 : 1))
         .map((t) =>
@@ -306,9 +312,9 @@ export class AdsServer {
 
   // -------------------------------------------------------------------------------------
 
-  #snapshot(nodeId: string): Snapshot | undefined {
+  #snapshot(node: NodeIdentity): Snapshot | undefined {
     try {
-      return this.#source?.snapshot(nodeId);
+      return this.#source?.snapshot(node.id, { locality: node.locality });
     } catch {
       return undefined;
     }
@@ -453,12 +459,12 @@ export class AdsServer {
       return;
     }
     if (entry.state instanceof DeltaClientState) {
-      this.#sendDelta(entry, entry.state, entry.state.types.get(typeUrl)!, node.id);
+      this.#sendDelta(entry, entry.state, entry.state.types.get(typeUrl)!, node);
       return;
     }
     const state = entry.state;
     const t = state.types.get(typeUrl)!;
-    const snapshot = this.#snapshot(node.id);
+    const snapshot = this.#snapshot(node);
     const plan = t.plan(snapshot);
     if (!plan || !snapshot) return;
     const all = snapshot.resources(typeUrl);
@@ -494,8 +500,8 @@ export class AdsServer {
    * left out (and held back until its version changes): in incremental xDS an absent
    * resource means "unchanged", never "deleted".
    */
-  #sendDelta(entry: StreamEntry, state: DeltaClientState, t: DeltaTypeSubscription, nodeId: string): void {
-    const snapshot = this.#snapshot(nodeId);
+  #sendDelta(entry: StreamEntry, state: DeltaClientState, t: DeltaTypeSubscription, node: NodeIdentity): void {
+    const snapshot = this.#snapshot(node);
     const plan = t.plan(snapshot);
     if (!plan || !snapshot) return;
     const all = snapshot.resources(t.typeUrl);

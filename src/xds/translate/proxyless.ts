@@ -19,6 +19,8 @@ import type {
 import { parseGatewayDuration, parseGoDuration } from '../../util/duration.js';
 import { Snapshot, TYPE_URLS, xdsResource, type XdsResource } from '../snapshot.js';
 import { serverListeners } from './inbound.js';
+import { prioritize, type ClientLocality, type LocalityEndpoint } from './locality.js';
+export type { ClientLocality } from './locality.js';
 import { grpcRouteMatch, httpRouteMatch, istioMatch, type EnvoyObject } from './route-match.js';
 import { policySpecsFromModel, SecurityIndex, upstreamTls, type PolicySpecs } from './security.js';
 
@@ -50,6 +52,30 @@ interface Ctx {
   readonly servicesById: ReadonlyMap<string, ServiceModel>;
   readonly servicesByHost: ReadonlyMap<string, ServiceModel>;
   readonly rulesByHost: ReadonlyMap<string, DestinationRuleModel>;
+  /** Routes by the service ids they are attached to; mesh VirtualServices by host. */
+  readonly routesByService: ReadonlyMap<string, readonly RouteModel[]>;
+  readonly meshVsByHost: ReadonlyMap<string, MeshModel['virtualServices'][number]>;
+  readonly clientLocality: ClientLocality | undefined;
+}
+
+function indexRoutes(model: MeshModel): {
+  routesByService: Map<string, RouteModel[]>;
+  meshVsByHost: Map<string, MeshModel['virtualServices'][number]>;
+} {
+  const routesByService = new Map<string, RouteModel[]>();
+  for (const r of model.routes) {
+    for (const target of r.attachedTo) {
+      const list = routesByService.get(target);
+      if (list) list.push(r);
+      else routesByService.set(target, [r]);
+    }
+  }
+  const meshVsByHost = new Map<string, MeshModel['virtualServices'][number]>();
+  for (const v of model.virtualServices) {
+    if (!v.gateways.includes('mesh')) continue;
+    for (const h of v.hosts) if (!meshVsByHost.has(h)) meshVsByHost.set(h, v);
+  }
+  return { routesByService, meshVsByHost };
 }
 
 export interface ProxylessOptions {
@@ -59,6 +85,12 @@ export interface ProxylessOptions {
    * PeerAuthentication counts as STRICT (fail closed); the Mesh mtls.mode always applies.
    */
   readonly policies?: PolicySpecs;
+  /**
+   * The locality (and labels) of the client this snapshot is for. With it, EDS priorities and
+   * weights follow the DestinationRule's localityLbSetting (Istio semantics, see locality.ts);
+   * without it, every locality is priority 0 (the mesh-wide view).
+   */
+  readonly clientLocality?: ClientLocality;
 }
 
 /**
@@ -74,6 +106,8 @@ export function proxylessSnapshot(model: MeshModel, options: ProxylessOptions = 
     servicesById: new Map(model.services.map((s) => [s.id, s])),
     servicesByHost: new Map(model.services.map((s) => [s.hostname, s])),
     rulesByHost: new Map(model.destinationRules.map((d) => [d.host, d])),
+    ...indexRoutes(model),
+    clientLocality: options.clientLocality,
   };
   const resources: XdsResource[] = [];
   const clusters = new Map<string, XdsResource>();
@@ -129,19 +163,17 @@ type AddCluster = (svc: ServiceModel, port: ServicePortModel, subset: string) =>
 
 /** Gateway API (GAMMA) routes attached to the service win; else a VirtualService for its host; else one default route. */
 function routesFor(ctx: Ctx, svc: ServiceModel, port: ServicePortModel, addCluster: AddCluster): EnvoyObject[] {
-  const attached = ctx.model.routes.filter(
-    (r) =>
-      r.attachedTo.includes(svc.id) &&
-      r.parents.some(
-        (p) =>
-          p.parentRef.kind === 'Service' &&
-          p.parentRef.name === svc.name &&
-          p.parentRef.namespace === svc.namespace &&
-          (p.parentRef.port === undefined || p.parentRef.port === port.port),
-      ),
+  const attached = (ctx.routesByService.get(svc.id) ?? []).filter((r) =>
+    r.parents.some(
+      (p) =>
+        p.parentRef.kind === 'Service' &&
+        p.parentRef.name === svc.name &&
+        p.parentRef.namespace === svc.namespace &&
+        (p.parentRef.port === undefined || p.parentRef.port === port.port),
+    ),
   );
   if (attached.length > 0) return gatewayRoutes(ctx, attached, port, addCluster);
-  const vs = ctx.model.virtualServices.find((v) => v.hosts.includes(svc.hostname) && v.gateways.includes('mesh'));
+  const vs = ctx.meshVsByHost.get(svc.hostname);
   if (vs && vs.http.length > 0) return istioRoutes(ctx, vs.namespace, vs.http, svc, port, addCluster);
   return [{ match: { prefix: '' }, route: { cluster: addCluster(svc, port, '') } }];
 }
@@ -344,7 +376,9 @@ function cluster(ctx: Ctx, svc: ServiceModel, port: ServicePortModel, subset: st
   }
   const od = policy?.outlierDetection;
   if (od) {
-    const o: EnvoyObject = {};
+    // As istiod: success-rate ejection off. gRPC clients (A50) implement only success-rate and
+    // failure-percentage ejection, so the consecutive-error settings below reach Envoy only.
+    const o: EnvoyObject = { enforcing_success_rate: { value: 0 } };
     const consecutive = od.consecutive5xxErrors ?? od.consecutiveErrors;
     if (consecutive !== undefined) o.consecutive_5xx = { value: consecutive };
     if (od.consecutiveGatewayErrors !== undefined)
@@ -395,38 +429,55 @@ function mergePolicy(
 
 function endpoints(ctx: Ctx, svc: ServiceModel, port: ServicePortModel, subset: string, name: string): XdsResource {
   const members = subset ? subsetMembers(ctx, svc, subset) : undefined;
-  const byLocality = new Map<string, { locality: EnvoyObject; weight: number; lb: EnvoyObject[] }>();
+  // gRPC clients NACK a load assignment naming one address twice (e.g. two WorkloadEntries
+  // for one VM, which Istio accepts): the first endpoint keeps it, with the weights summed.
+  const byAddress = new Map<string, { weight: number; lbWeight: { value: number } }>();
+  const eps: LocalityEndpoint<EnvoyObject>[] = [];
   for (const e of svc.endpoints) {
     const epPort = e.ports[port.name];
     // Proxyless clients need IP literals (grpc-js-xds rejects host names).
     if (epPort === undefined || !isIP(e.address)) continue;
     if (members && !members.has(e.workload)) continue;
-    const key = `${e.locality.region}/${e.locality.zone}/${e.locality.subzone}`;
-    let group = byLocality.get(key);
-    if (!group) {
-      const locality: EnvoyObject = {};
-      if (e.locality.region) locality.region = e.locality.region;
-      if (e.locality.zone) locality.zone = e.locality.zone;
-      if (e.locality.subzone) locality.sub_zone = e.locality.subzone;
-      byLocality.set(key, (group = { locality, weight: 0, lb: [] }));
+    const key = `${e.address} ${epPort}`;
+    const seen = byAddress.get(key);
+    if (seen) {
+      seen.weight += e.weight;
+      seen.lbWeight.value += e.weight;
+      continue;
     }
-    group.weight += e.weight;
-    group.lb.push({
+    const entry = {
+      locality: e.locality,
+      labels: e.labels,
+      weight: e.weight,
+      lbWeight: { value: e.weight },
+      value: {} as EnvoyObject,
+    };
+    entry.value = {
       endpoint: { address: { socket_address: { address: e.address, port_value: epPort } } },
       health_status: 'HEALTHY',
-      load_balancing_weight: { value: e.weight },
-    });
+      load_balancing_weight: entry.lbWeight,
+    };
+    byAddress.set(key, entry);
+    eps.push(entry);
   }
-  const groups = [...byLocality.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const dr = ctx.rulesByHost.get(svc.hostname);
+  const policy = mergePolicy(dr?.trafficPolicy, subset ? dr?.subsetPolicies[subset] : undefined, port.port);
+  const groups = prioritize(eps, policy, ctx.clientLocality);
   return xdsResource(TYPE_URLS.endpoint, name, {
     cluster_name: name,
-    endpoints: groups.map(([, g]) => ({
-      locality: g.locality,
-      // A locality without weight is dropped by gRPC clients.
-      load_balancing_weight: { value: Math.max(1, g.weight) },
-      priority: 0,
-      lb_endpoints: g.lb,
-    })),
+    endpoints: groups.map((g) => {
+      const locality: EnvoyObject = {};
+      if (g.locality.region) locality.region = g.locality.region;
+      if (g.locality.zone) locality.zone = g.locality.zone;
+      if (g.locality.subzone) locality.sub_zone = g.locality.subzone;
+      return {
+        locality,
+        // A locality without weight is dropped by gRPC clients.
+        load_balancing_weight: { value: Math.max(1, g.weight) },
+        priority: g.priority,
+        lb_endpoints: g.members,
+      };
+    }),
   });
 }
 
