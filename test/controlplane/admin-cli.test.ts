@@ -23,7 +23,7 @@ test('apply, get and delete through the admin API; bad applies change nothing', 
       '127.0.0.1:0',
     ],
     {
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: ['ignore', 'pipe', 'ignore'], // stderr (JSON logs) left unread would keep this process alive
     },
   );
   try {

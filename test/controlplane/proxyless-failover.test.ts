@@ -107,7 +107,7 @@ spec:
         '127.0.0.1:0',
       ],
       {
-        stdio: ['ignore', 'pipe', 'pipe'],
+        stdio: ['ignore', 'pipe', 'ignore'], // stderr (JSON logs) left unread would keep this process alive
       },
     );
     let client: EchoClient | undefined;

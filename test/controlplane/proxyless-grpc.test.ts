@@ -83,7 +83,7 @@ async function startControlPlane(dir: string): Promise<{ proc: ChildProcess; xds
       '127.0.0.1:0',
     ],
     {
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: ['ignore', 'pipe', 'ignore'], // stderr (JSON logs) left unread would keep this process alive
     },
   );
   let out = '';

@@ -187,7 +187,7 @@ async function startControlPlane(dir: string): Promise<{ proc: ChildProcess; xds
       '--admin-listen',
       '127.0.0.1:0',
     ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    { stdio: ['ignore', 'pipe', 'ignore'] },
   );
   let out = '';
   const m = await new Promise<RegExpExecArray>((resolve, reject) => {
