@@ -18,14 +18,7 @@ if (files.length === 0) {
   console.error('no test files found under dist/test (did the build run?)');
   process.exit(1);
 }
-// --test-force-exit: a test file ends when its tests have, even if a library keeps a ref'd timer
-// (grpc-js-xds retrying a control plane the test already stopped); every test cleans up its
-// own processes and servers.
-const r = spawnSync(
-  process.execPath,
-  ['--test', '--test-force-exit', '--test-concurrency=2', '--test-timeout=120000', ...files],
-  {
-    stdio: 'inherit',
-  },
-);
+const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-timeout=120000', ...files], {
+  stdio: 'inherit',
+});
 process.exit(r.status ?? 1);

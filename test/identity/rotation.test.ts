@@ -151,10 +151,11 @@ test('renewal at half the lifetime with jitter; on CA failure the last good SVID
   const first = await svids.get(SERVER_ID);
   assert.equal(svids.state(SERVER_ID).state, 'Available');
   assert.equal(calls, 1);
-  // Lifetime 100 s plus 10 s backdating = 110 s; renewal between 44 s and 55 s after notBefore.
-  await clock.advance(35_000);
+  // Lifetime 100 s plus 10 s backdating = 110 s; renewal at half of it minus up to 10% jitter:
+  // 44-55 s after notBefore, i.e. 34-45 s from now.
+  await clock.advance(33_500);
   assert.equal(calls, 1, 'not renewed before ~40% of its lifetime');
-  await clock.advance(15_000);
+  await clock.advance(11_600);
   assert.equal(calls, 2, 'renewed by half its lifetime');
   const second = await svids.get(SERVER_ID);
   assert.notEqual(second, first);
