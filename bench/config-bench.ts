@@ -11,6 +11,7 @@ import { parseAllDocuments } from 'yaml';
 import { loadDocuments, loadPaths } from '../src/config/load.js';
 import { readConfigFile } from '../src/config/source/read-files.js';
 import { compileModel, ModelCompiler } from '../src/model/compile.js';
+import { namespaceOf, serviceFile } from './generated-mesh.js';
 import type { Resource } from '../src/config/resource.js';
 
 const SERVICES = Number(process.env.TRELLIS_BENCH_SERVICES ?? 5000);
@@ -19,70 +20,10 @@ const RUNS = Number(process.env.TRELLIS_BENCH_RUNS ?? 5);
 
 /** One directory per namespace, one file per service (its Service, WorkloadEntry and HTTPRoute). */
 function generate(dir: string): void {
-  const perNs = Math.ceil(SERVICES / NAMESPACES);
-  for (let n = 0; n < NAMESPACES; n++) {
-    const ns = `team-${n}`;
-    mkdirSync(join(dir, ns));
-    for (let j = 0; j < perNs; j++) {
-      const i = n * perNs + j;
-      if (i >= SERVICES) break;
-      const ip = `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
-      const text = `apiVersion: v1
-kind: Service
-metadata:
-  name: svc-${i}
-  namespace: ${ns}
-spec:
-  selector:
-    app: svc-${i}
-  ports:
-    - name: http
-      port: 8080
-      targetPort: 9080
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata:
-  name: svc-${i}-we
-  namespace: ${ns}
-spec:
-  address: ${ip}
-  labels:
-    app: svc-${i}
-    version: v1
-  serviceAccount: svc-${i}
-  ports:
-    http: 9080
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata:
-  name: svc-${i}-route
-  namespace: ${ns}
-spec:
-  parentRefs:
-    - group: ''
-      kind: Service
-      name: svc-${i}
-      port: 8080
-  rules:
-    - matches:
-        - path:
-            type: PathPrefix
-            value: /v1
-        - headers:
-            - name: x-version
-              value: v1
-      backendRefs:
-        - name: svc-${i}
-          port: 8080
-          weight: 90
-        - name: svc-${n * perNs + ((j + 1) % perNs)}
-          port: 8080
-          weight: 10
-`;
-      writeFileSync(join(dir, ns, `svc-${i}.yaml`), text);
-    }
+  const shape = { services: SERVICES, namespaces: NAMESPACES };
+  for (let n = 0; n < NAMESPACES; n++) mkdirSync(join(dir, `team-${n}`));
+  for (let i = 0; i < SERVICES; i++) {
+    writeFileSync(join(dir, namespaceOf(shape, i), `svc-${i}.yaml`), serviceFile(shape, i, { headerMatch: true }));
   }
 }
 

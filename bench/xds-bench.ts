@@ -4,6 +4,7 @@
 // (bench/xds-bench-client.ts), so this process measures the control plane alone. Anchor: the
 // control plane compiling + translating the change (SnapshotCache.update), measured in the
 // same run — the floor under any push. Also the raw loopback TCP floor for the same bytes.
+import { namespaceOf, serviceFile } from './generated-mesh.js';
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -41,78 +42,23 @@ const startedAt = now();
 // Configuration: SERVICES Services, each with one WorkloadEntry and a GAMMA HTTPRoute splitting
 // 90/10 between itself and the next service of its namespace (as bench:config generates).
 
-const perNs = Math.ceil(SERVICES / NAMESPACES);
-
-function serviceFile(i: number, ip: string, weights: readonly [number, number]): string {
-  const n = Math.floor(i / perNs);
-  const j = i % perNs;
-  const ns = `team-${n}`;
-  return `apiVersion: v1
-kind: Service
-metadata:
-  name: svc-${i}
-  namespace: ${ns}
-spec:
-  selector:
-    app: svc-${i}
-  ports:
-    - name: http
-      port: 8080
-      targetPort: 9080
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata:
-  name: svc-${i}-we
-  namespace: ${ns}
-spec:
-  address: ${ip}
-  labels:
-    app: svc-${i}
-    version: v1
-  serviceAccount: svc-${i}
-  ports:
-    http: 9080
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata:
-  name: svc-${i}-route
-  namespace: ${ns}
-spec:
-  parentRefs:
-    - group: ''
-      kind: Service
-      name: svc-${i}
-      port: 8080
-  rules:
-    - matches:
-        - path:
-            type: PathPrefix
-            value: /v1
-      backendRefs:
-        - name: svc-${i}
-          port: 8080
-          weight: ${weights[0]}
-        - name: svc-${Math.min(SERVICES - 1, n * perNs + ((j + 1) % perNs))}
-          port: 8080
-          weight: ${weights[1]}
-`;
-}
+const SHAPE = { services: SERVICES, namespaces: NAMESPACES };
+const serviceFileOf = (i: number, ip: string, weights: readonly [number, number]): string =>
+  serviceFile(SHAPE, i, { ip, weights });
 
 const ipOf = (i: number): string => `10.${((i + 1) >> 16) & 255}.${((i + 1) >> 8) & 255}.${(i + 1) & 255}`;
-const fileOf = (dir: string, i: number): string => join(dir, `team-${Math.floor(i / perNs)}`, `svc-${i}.yaml`);
+const fileOf = (dir: string, i: number): string => join(dir, namespaceOf(SHAPE, i), `svc-${i}.yaml`);
 
 function generate(dir: string): void {
   for (let n = 0; n < NAMESPACES; n++) mkdirSync(join(dir, `team-${n}`));
-  for (let i = 0; i < SERVICES; i++) writeFileSync(fileOf(dir, i), serviceFile(i, ipOf(i), [90, 10]));
+  for (let i = 0; i < SERVICES; i++) writeFileSync(fileOf(dir, i), serviceFileOf(i, ipOf(i), [90, 10]));
 }
 
 /** The resources after editing service i's file (re-read, as the config watcher does); the file is restored. */
 function edited(dir: string, base: readonly Resource[], i: number, ip: string, weights: [number, number]): Resource[] {
   const file = fileOf(dir, i);
   const original = readFileSync(file, 'utf8');
-  writeFileSync(file, serviceFile(i, ip, weights));
+  writeFileSync(file, serviceFileOf(i, ip, weights));
   const reread = loadDocuments(readConfigFile(file).documents);
   writeFileSync(file, original);
   if (reread.diagnostics.some((d) => d.severity === 'error')) throw new Error('edited file has errors');

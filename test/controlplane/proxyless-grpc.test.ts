@@ -1,33 +1,17 @@
 // trellis controlplane serving real @grpc/grpc-js-xds clients: weighted split, header
 // routing, endpoint changes, and a rejected config that leaves the last good one serving.
+import { echoService, startControlPlane } from '../helpers/controlplane.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { REPO_ROOT, runCliAsync } from '../helpers/run-cli.js';
-
-const json = {
-  serialize: (v: unknown) => Buffer.from(JSON.stringify(v)),
-  deserialize: (b: Buffer) => JSON.parse(b.toString()) as unknown,
-};
-const service = {
-  who: {
-    path: '/demo.Echo/Who',
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: json.serialize,
-    requestDeserialize: json.deserialize,
-    responseSerialize: json.serialize,
-    responseDeserialize: json.deserialize,
-  },
-};
+import { runCliAsync } from '../helpers/run-cli.js';
 
 async function backend(name: string): Promise<{ port: number; server: grpc.Server }> {
   const server = new grpc.Server();
-  server.addService(service, {
+  server.addService(echoService, {
     who: (_call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => cb(null, { name }),
   });
   const port = await new Promise<number>((resolve, reject) =>
@@ -69,39 +53,6 @@ spec:
 `;
 }
 
-async function startControlPlane(dir: string): Promise<{ proc: ChildProcess; xds: string; admin: string }> {
-  const proc = spawn(
-    process.execPath,
-    [
-      join(REPO_ROOT, 'bin/trellis.js'),
-      'controlplane',
-      '--config',
-      dir,
-      '--xds-listen',
-      '127.0.0.1:0',
-      '--admin-listen',
-      '127.0.0.1:0',
-    ],
-    {
-      stdio: ['ignore', 'pipe', 'ignore'], // stderr (JSON logs) left unread would keep this process alive
-    },
-  );
-  let out = '';
-  const m = await new Promise<RegExpExecArray>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`control plane did not start: ${out}`)), 15_000);
-    proc.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const mm = /xDS on (\S+), admin on (\S+),/.exec(out);
-      if (mm) {
-        clearTimeout(t);
-        resolve(mm);
-      }
-    });
-    proc.on('exit', (code) => reject(new Error(`control plane exited ${code}: ${out}`)));
-  });
-  return { proc, xds: m[1]!, admin: m[2]! };
-}
-
 type EchoClient = grpc.Client & {
   who: (
     req: unknown,
@@ -135,7 +86,7 @@ test(
       xds_servers: [{ server_uri: cp.xds, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] }],
       node: { id: 'proxyless-test', cluster: 'test', locality: {} },
     };
-    const Client = grpc.makeGenericClientConstructor(service, 'Echo');
+    const Client = grpc.makeGenericClientConstructor(echoService, 'Echo');
     const client = new Client('xds:///echo.demo.svc.cluster.local:8080', grpc.credentials.createInsecure(), {
       'grpc.TEST_ONLY_DO_NOT_USE_IN_PROD.xds_bootstrap_config': JSON.stringify(bootstrap),
     }) as unknown as EchoClient;

@@ -2,14 +2,13 @@
 // and fault injection, DestinationRule circuit breaking and outlier detection, end to end.
 // One control plane for the file; each case has its own service (and VirtualService /
 // DestinationRule), so the cases share one config and never wait for a push.
+import { echoService, startControlPlane, type ControlPlane } from '../helpers/controlplane.js';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { REPO_ROOT } from '../helpers/run-cli.js';
 
 interface Req {
   id?: string;
@@ -17,22 +16,6 @@ interface Req {
   /** Fail the first call of this id with UNAVAILABLE. */
   failFirst?: boolean;
 }
-
-const json = {
-  serialize: (v: unknown) => Buffer.from(JSON.stringify(v)),
-  deserialize: (b: Buffer) => JSON.parse(b.toString()) as unknown,
-};
-const service = {
-  who: {
-    path: '/demo.Echo/Who',
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: json.serialize,
-    requestDeserialize: json.deserialize,
-    responseSerialize: json.serialize,
-    responseDeserialize: json.deserialize,
-  },
-};
 
 interface Backend {
   port: number;
@@ -45,7 +28,7 @@ async function backend(name: string, alwaysFail = false): Promise<Backend> {
   const server = new grpc.Server();
   const seen = new Set<string>();
   const b: Backend = { port: 0, server, calls: 0 };
-  server.addService(service, {
+  server.addService(echoService, {
     who: (call: grpc.ServerUnaryCall<Req, unknown>, cb: grpc.sendUnaryData<unknown>) => {
       b.calls++;
       const req = call.request;
@@ -134,37 +117,6 @@ spec:
 `;
 }
 
-async function startControlPlane(dir: string): Promise<{ proc: ChildProcess; xds: string; admin: string }> {
-  const proc = spawn(
-    process.execPath,
-    [
-      join(REPO_ROOT, 'bin/trellis.js'),
-      'controlplane',
-      '--config',
-      dir,
-      '--xds-listen',
-      '127.0.0.1:0',
-      '--admin-listen',
-      '127.0.0.1:0',
-    ],
-    { stdio: ['ignore', 'pipe', 'ignore'] },
-  );
-  let out = '';
-  const m = await new Promise<RegExpExecArray>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`control plane did not start: ${out}`)), 15_000);
-    proc.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const mm = /xDS on (\S+), admin on (\S+),/.exec(out);
-      if (mm) {
-        clearTimeout(t);
-        resolve(mm);
-      }
-    });
-    proc.on('exit', (code) => reject(new Error(`control plane exited ${code}: ${out}`)));
-  });
-  return { proc, xds: m[1]!, admin: m[2]! };
-}
-
 type EchoClient = grpc.Client & {
   who: (
     req: Req,
@@ -199,7 +151,7 @@ function call(client: EchoClient, req: Req = {}, headers: Record<string, string>
 
 describe('proxyless resilience through trellis controlplane', { timeout: 60_000 }, () => {
   let dir = '';
-  let cp: { proc: ChildProcess; xds: string; admin: string } | undefined;
+  let cp: ControlPlane | undefined;
   let echo: Backend;
   let bad: Backend;
   const clients = new Map<string, EchoClient>();
@@ -212,7 +164,7 @@ describe('proxyless resilience through trellis controlplane', { timeout: 60_000 
     cp = await startControlPlane(dir);
     const { register } = (await import('@grpc/grpc-js-xds')) as { register: () => void };
     register();
-    const Client = grpc.makeGenericClientConstructor(service, 'Echo');
+    const Client = grpc.makeGenericClientConstructor(echoService, 'Echo');
     for (const svc of ['timeout', 'retry', 'noretry', 'fault', 'limited', 'outlier', 'dup']) {
       const bootstrap = {
         xds_servers: [{ server_uri: cp.xds, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] }],

@@ -1,9 +1,9 @@
 // xDS-enabled gRPC servers (grpc-js-xds XdsServer) configured by Trellis: server Listeners,
 // STRICT mTLS from SVIDs delivered as files (trellis ca init / ca issue), the SPIFFE SAN check
 // on the client, and AuthorizationPolicy enforced as RBAC on the server.
+import { echoService, startControlPlane } from '../helpers/controlplane.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -15,7 +15,7 @@ import { grpcBootstrap } from '../../src/xds/bootstrap/grpc-bootstrap.js';
 import { AdsServer } from '../../src/xds/server/ads-server.js';
 import { proxylessSnapshot } from '../../src/xds/translate/proxyless.js';
 import { policySpecsFromResources } from '../../src/xds/translate/security.js';
-import { REPO_ROOT, runCliAsync } from '../helpers/run-cli.js';
+import { runCliAsync } from '../helpers/run-cli.js';
 
 // grpc-js-xds reads this when it loads: the RBAC filter is off by default (gRFC A41).
 process.env.GRPC_XDS_EXPERIMENTAL_RBAC = 'true';
@@ -29,21 +29,6 @@ const xds = (await import('@grpc/grpc-js-xds')) as unknown as XdsModule;
 xds.register();
 
 const BOOTSTRAP_KEY = 'grpc.TEST_ONLY_DO_NOT_USE_IN_PROD.xds_bootstrap_config';
-const json = {
-  serialize: (v: unknown) => Buffer.from(JSON.stringify(v)),
-  deserialize: (b: Buffer) => JSON.parse(b.toString()) as unknown,
-};
-const service = {
-  who: {
-    path: '/demo.Echo/Who',
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: json.serialize,
-    requestDeserialize: json.deserialize,
-    responseSerialize: json.serialize,
-    responseDeserialize: json.deserialize,
-  },
-};
 type Reply = { name: string; peer: string };
 type EchoClient = grpc.Client & {
   who: (
@@ -100,7 +85,7 @@ async function xdsServer(name: string, port: number, xdsAddress: string, certDir
   const calls: string[] = [];
   const bootstrap = grpcBootstrap({ nodeId: `server-${name}`, xdsAddress, certDir, refreshInterval: '5s' });
   const server = new xds.XdsServer({ [BOOTSTRAP_KEY]: JSON.stringify(bootstrap) });
-  server.addService(service, {
+  server.addService(echoService, {
     who: (call: grpc.ServerUnaryCall<unknown, Reply>, cb: grpc.sendUnaryData<Reply>) => {
       const peer = call.getAuthContext()?.sslPeerCertificate?.subjectaltname ?? '';
       calls.push(peer);
@@ -127,7 +112,7 @@ async function xdsServer(name: string, port: number, xdsAddress: string, certDir
 }
 
 function xdsClient(target: string, nodeId: string, xdsAddress: string, certDir: string): EchoClient {
-  const Client = grpc.makeGenericClientConstructor(service, 'Echo');
+  const Client = grpc.makeGenericClientConstructor(echoService, 'Echo');
   const bootstrap = grpcBootstrap({ nodeId, xdsAddress, certDir, refreshInterval: '5s' });
   return new Client(target, new xds.XdsChannelCredentials(grpc.credentials.createInsecure()), {
     [BOOTSTRAP_KEY]: JSON.stringify(bootstrap),
@@ -174,37 +159,6 @@ metadata: { name: demo }
 ${workload('echo', 'echo', ports.echo)}${workload('impostor', 'impostor', ports.impostor)}${extra}`;
 }
 
-async function startControlPlane(dir: string): Promise<{ proc: ChildProcess; xds: string }> {
-  const proc = spawn(
-    process.execPath,
-    [
-      join(REPO_ROOT, 'bin/trellis.js'),
-      'controlplane',
-      '--config',
-      dir,
-      '--xds-listen',
-      '127.0.0.1:0',
-      '--admin-listen',
-      '127.0.0.1:0',
-    ],
-    { stdio: ['ignore', 'pipe', 'ignore'] },
-  );
-  let out = '';
-  const m = await new Promise<RegExpExecArray>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`control plane did not start: ${out}`)), 15_000);
-    proc.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const mm = /xDS on (\S+), admin on (\S+),/.exec(out);
-      if (mm) {
-        clearTimeout(t);
-        resolve(mm);
-      }
-    });
-    proc.on('exit', (code) => reject(new Error(`control plane exited ${code}: ${out}`)));
-  });
-  return { proc, xds: m[1]! };
-}
-
 test(
   'trellis controlplane configures XdsServers: STRICT mTLS with SVID files, SPIFFE ID seen by the server, SAN check on the client',
   { timeout: 90_000 },
@@ -244,7 +198,7 @@ test(
       assert.deepEqual(impostor.calls, [], 'the impostor never got a call');
 
       // A plaintext (non-xDS-credentials) client cannot reach the STRICT server.
-      const Client = grpc.makeGenericClientConstructor(service, 'Echo');
+      const Client = grpc.makeGenericClientConstructor(echoService, 'Echo');
       const plain = new Client(`127.0.0.1:${ports.echo}`, grpc.credentials.createInsecure()) as unknown as EchoClient;
       closers.push(() => plain.close());
       const pe = await callError(plain);

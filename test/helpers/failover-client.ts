@@ -2,28 +2,13 @@
 // retrying a control plane after the test stops it, which would keep the test process alive.
 // Protocol: prints {"ports":{a,b}} once its backends listen, reads one line "XDS_ADDRESS",
 // runs the scenario, prints {"result":...} and exits.
+import { echoService } from './controlplane.js';
 import * as grpc from '@grpc/grpc-js';
 import { createInterface } from 'node:readline';
 
-const json = {
-  serialize: (v: unknown) => Buffer.from(JSON.stringify(v)),
-  deserialize: (b: Buffer) => JSON.parse(b.toString()) as unknown,
-};
-const service = {
-  who: {
-    path: '/demo.Echo/Who',
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: json.serialize,
-    requestDeserialize: json.deserialize,
-    responseSerialize: json.serialize,
-    responseDeserialize: json.deserialize,
-  },
-};
-
 async function backend(name: string, port = 0): Promise<{ port: number; server: grpc.Server }> {
   const server = new grpc.Server();
-  server.addService(service, {
+  server.addService(echoService, {
     who: (_c: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => cb(null, { name }),
   });
   const p = await new Promise<number>((resolve, reject) =>
@@ -64,7 +49,7 @@ const bootstrap = {
   xds_servers: [{ server_uri: xds.trim(), channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] }],
   node: { id: 'zone-a-client', cluster: 'test', locality: { region: 'eu', zone: 'zone-a' } },
 };
-const Client = grpc.makeGenericClientConstructor(service, 'Echo');
+const Client = grpc.makeGenericClientConstructor(echoService, 'Echo');
 const client = new Client('xds:///echo.demo.svc.cluster.local:8080', grpc.credentials.createInsecure(), {
   'grpc.TEST_ONLY_DO_NOT_USE_IN_PROD.xds_bootstrap_config': JSON.stringify(bootstrap),
 }) as unknown as EchoClient;
