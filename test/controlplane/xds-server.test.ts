@@ -9,12 +9,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { loadPaths } from '../../src/config/load.js';
-import { compileModel } from '../../src/model/compile.js';
 import { grpcBootstrap } from '../../src/xds/bootstrap/grpc-bootstrap.js';
-import { AdsServer } from '../../src/xds/server/ads-server.js';
-import { proxylessSnapshot } from '../../src/xds/translate/proxyless.js';
-import { policySpecsFromResources } from '../../src/xds/translate/security.js';
 import { runCliAsync } from '../helpers/run-cli.js';
 
 // grpc-js-xds reads this when it loads: the RBAC filter is off by default (gRFC A41).
@@ -172,7 +167,7 @@ test(
       mkdirSync(config);
       writeFileSync(join(config, 'mesh.yaml'), meshConfig(ports));
       const cp = await startControlPlane(config);
-      closers.push(() => cp.proc.kill('SIGTERM'));
+      closers.push(() => void cp.proc.kill('SIGTERM'));
 
       const echo = await xdsServer('echo', ports.echo, cp.xds, svids.echo!);
       closers.push(() => echo.server.forceShutdown());
@@ -220,8 +215,10 @@ test(
     try {
       const svids = await issue(dir, ['echo', 'good', 'bad']);
       const ports = { echo: await freePort(), impostor: await freePort() };
+      const config = join(dir, 'config');
+      mkdirSync(config);
       writeFileSync(
-        join(dir, 'mesh.yaml'),
+        join(config, 'mesh.yaml'),
         meshConfig(
           ports,
           `---
@@ -235,17 +232,10 @@ spec:
 `,
         ),
       );
-      // The model binds policies but does not carry their specs yet, so this control plane is
-      // an in-process ADS server fed by proxylessSnapshot(model, { policies }).
-      const resources = loadPaths([join(dir, 'mesh.yaml')]).resources;
-      const snapshot = proxylessSnapshot(compileModel(resources), { policies: policySpecsFromResources(resources) });
-      const ads = new AdsServer();
-      const port = await ads.start({
-        source: { snapshot: () => snapshot, onChange: () => () => undefined },
-        address: '127.0.0.1:0',
-      });
-      closers.push(() => ads.close());
-      const xdsAddress = `127.0.0.1:${port}`;
+      // Through trellis controlplane: the model carries the policy, translated to RBAC.
+      const cp = await startControlPlane(config);
+      closers.push(() => void cp.proc.kill('SIGTERM'));
+      const xdsAddress = cp.xds;
 
       const echo = await xdsServer('echo', ports.echo, xdsAddress, svids.echo!);
       closers.push(() => echo.server.forceShutdown());
