@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { loadPaths } from '../../src/config/load.js';
+import { loadDocuments, loadPaths } from '../../src/config/load.js';
+import { parseYamlFile } from '../../src/config/source/yaml-documents.js';
 import { compileModel } from '../../src/model/compile.js';
 import { TYPE_URLS } from '../../src/xds/snapshot.js';
 import { clusterName, proxylessSnapshot } from '../../src/xds/translate/proxyless.js';
@@ -92,4 +93,32 @@ test('policies reach the translation through the model: the shop AuthorizationPo
   const orders = servers.find((l) => l.name.endsWith('127.0.0.2:9090'))!;
   assert.match(JSON.stringify(orders.body), /policy\[orders-allow-api\]/);
   assert.match(JSON.stringify(orders.body), /spiffe:\/\/cluster\.local\/ns\/shop\/sa\/api/);
+});
+
+test('DestinationRule consistentHash: RING_HASH clusters and the matching route hash policy', () => {
+  const resources = loadPaths([join(REPO_ROOT, 'examples/shop')]).resources;
+  const dr = loadDocuments(
+    parseYamlFile(
+      'dr.yaml',
+      `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: { name: orders, namespace: shop }
+spec:
+  host: frontend.shop.svc.cluster.local
+  trafficPolicy:
+    loadBalancer:
+      consistentHash: { httpHeaderName: X-User, ringHash: { minimumRingSize: 1024 } }
+`,
+    ).documents,
+  ).resources;
+  const snap = proxylessSnapshot(compileModel([...resources, ...dr]));
+  const cluster = snap.resources(TYPE_URLS.cluster).get(clusterName('frontend.shop.svc.cluster.local', 8080))!.body;
+  assert.equal(cluster.lb_policy, 'RING_HASH');
+  assert.deepEqual(cluster.ring_hash_lb_config, { minimum_ring_size: { value: 1024 } });
+  const rc = snap.resources(TYPE_URLS.route).get('frontend.shop.svc.cluster.local:8080')!.body as {
+    virtual_hosts: { routes: { route: { hash_policy?: unknown } }[] }[];
+  };
+  assert.deepEqual(rc.virtual_hosts[0]!.routes[0]!.route.hash_policy, [{ header: { header_name: 'x-user' } }]);
+  roundTrip(cluster);
+  roundTrip(rc);
 });

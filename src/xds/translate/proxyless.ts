@@ -175,7 +175,7 @@ function routesFor(ctx: Ctx, svc: ServiceModel, port: ServicePortModel, addClust
   if (attached.length > 0) return gatewayRoutes(ctx, attached, port, addCluster);
   const vs = ctx.meshVsByHost.get(svc.hostname);
   if (vs && vs.http.length > 0) return istioRoutes(ctx, vs.namespace, vs.http, svc, port, addCluster);
-  return [{ match: { prefix: '' }, route: { cluster: addCluster(svc, port, '') } }];
+  return [{ match: { prefix: '' }, route: clusterAction(ctx, [{ svc, port, subset: '', weight: 1 }], addCluster)! }];
 }
 
 interface Candidate {
@@ -240,16 +240,53 @@ function backendAction(
   port: ServicePortModel,
   addCluster: AddCluster,
 ): EnvoyObject | undefined {
-  const weighted: { name: string; weight: { value: number } }[] = [];
+  const targets: Target[] = [];
   for (const b of backends) {
     if (!b.resolved || !b.service || b.weight <= 0) continue;
     const svc = ctx.servicesById.get(b.service);
     const p = svc?.ports.find((x) => x.port === (b.port ?? port.port)) ?? svc?.ports[0];
     if (!svc || !p) continue;
-    weighted.push({ name: addCluster(svc, p, b.subset ?? ''), weight: { value: b.weight } });
+    targets.push({ svc, port: p, subset: b.subset ?? '', weight: b.weight });
   }
-  if (weighted.length === 0) return undefined; // all-zero or unresolved: no route (proxyless gRPC has no direct responses)
-  return weighted.length === 1 ? { cluster: weighted[0]!.name } : { weighted_clusters: { clusters: weighted } };
+  // All-zero or unresolved: no route (proxyless gRPC has no direct responses).
+  return clusterAction(ctx, targets, addCluster);
+}
+
+interface Target {
+  readonly svc: ServiceModel;
+  readonly port: ServicePortModel;
+  readonly subset: string;
+  readonly weight: number;
+}
+
+/** One cluster or weighted clusters, with the hash policy of the first target's DestinationRule. */
+function clusterAction(ctx: Ctx, targets: readonly Target[], addCluster: AddCluster): EnvoyObject | undefined {
+  if (targets.length === 0) return undefined;
+  const clusters = targets.map((t) => ({ name: addCluster(t.svc, t.port, t.subset), weight: { value: t.weight } }));
+  const action: EnvoyObject =
+    clusters.length === 1 ? { cluster: clusters[0]!.name } : { weighted_clusters: { clusters } };
+  const hash = hashPolicy(ctx, targets[0]!);
+  if (hash) action.hash_policy = hash;
+  return action;
+}
+
+/** DestinationRule consistentHash -> the route's hash policy (what RING_HASH clusters hash on). */
+function hashPolicy(ctx: Ctx, t: Target): EnvoyObject[] | undefined {
+  const dr = ctx.rulesByHost.get(t.svc.hostname);
+  const ch = mergePolicy(dr?.trafficPolicy, t.subset ? dr?.subsetPolicies[t.subset] : undefined, t.port.port)
+    ?.loadBalancer?.consistentHash;
+  if (!ch) return undefined;
+  if (ch.httpHeaderName) return [{ header: { header_name: ch.httpHeaderName.toLowerCase() } }];
+  if (ch.httpCookie) {
+    const cookie: EnvoyObject = { name: ch.httpCookie.name };
+    const ttl = ch.httpCookie.ttl ? parseGoDuration(ch.httpCookie.ttl) : undefined;
+    if (ttl !== undefined) cookie.ttl = duration(ttl);
+    if (ch.httpCookie.path) cookie.path = ch.httpCookie.path;
+    return [{ cookie }];
+  }
+  if (ch.useSourceIp) return [{ connection_properties: { source_ip: true } }];
+  if (ch.httpQueryParameterName) return [{ query_parameter: { name: ch.httpQueryParameterName } }];
+  return undefined;
 }
 
 function istioRoutes(
@@ -263,7 +300,7 @@ function istioRoutes(
   const out: EnvoyObject[] = [];
   for (const h of http) {
     const dests = (h.route ?? []) as readonly HTTPRouteDestination[];
-    const weighted: { name: string; weight: { value: number } }[] = [];
+    const targets: Target[] = [];
     for (const d of dests) {
       const host = d.destination.host.includes('.')
         ? d.destination.host
@@ -275,12 +312,10 @@ function istioRoutes(
         (svc === self ? port : svc.ports[0]);
       if (!p) continue;
       const weight = d.weight ?? (dests.length === 1 ? 100 : 0);
-      if (weight > 0)
-        weighted.push({ name: addCluster(svc, p, d.destination.subset ?? ''), weight: { value: weight } });
+      if (weight > 0) targets.push({ svc, port: p, subset: d.destination.subset ?? '', weight });
     }
-    if (weighted.length === 0) continue;
-    const action: EnvoyObject =
-      weighted.length === 1 ? { cluster: weighted[0]!.name } : { weighted_clusters: { clusters: weighted } };
+    const action = clusterAction(ctx, targets, addCluster);
+    if (!action) continue;
     const timeoutMs = h.timeout ? parseGoDuration(h.timeout) : undefined;
     if (timeoutMs) action.max_stream_duration = { max_stream_duration: duration(timeoutMs) };
     const retry = retryPolicy(h.retries);
@@ -363,6 +398,7 @@ function cluster(ctx: Ctx, svc: ServiceModel, port: ServicePortModel, subset: st
     type: 'EDS',
     eds_cluster_config: { eds_config: ADS, service_name: name },
     lb_policy: policy?.loadBalancer?.consistentHash ? 'RING_HASH' : 'ROUND_ROBIN',
+    ...ringHashConfig(policy),
   };
   const pool = policy?.connectionPool;
   if (pool) {
@@ -413,6 +449,12 @@ function clusterTls(ctx: Ctx, svc: ServiceModel, port: ServicePortModel, subset:
       : eps.every((e) => ctx.security.mtlsMode(ctx.workloadsById.get(e.workload), e.ports[port.name]!) === 'STRICT');
   if (!strict) return undefined;
   return upstreamTls(eps.length > 0 ? eps.map((e) => e.identity) : svc.identities);
+}
+
+function ringHashConfig(policy: TrafficPolicy | undefined): EnvoyObject {
+  const ch = policy?.loadBalancer?.consistentHash;
+  const size = ch?.ringHash?.minimumRingSize ?? ch?.minimumRingSize;
+  return size ? { ring_hash_lb_config: { minimum_ring_size: { value: size } } } : {};
 }
 
 /** Subset policy over the host policy, then the port-level settings for this port (Istio's order). */
