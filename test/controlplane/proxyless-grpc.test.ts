@@ -82,9 +82,20 @@ test(
     const cp = await startControlPlane(dir);
     const { register } = (await import('@grpc/grpc-js-xds')) as { register: () => void };
     register();
+    // The client's CSDS (grpc admin services), advertised in its node metadata for proxy-status.
+    const admin = new grpc.Server();
+    grpc.addAdminServicesToServer(admin);
+    const adminPort = await new Promise<number>((resolve, reject) =>
+      admin.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+    );
     const bootstrap = {
       xds_servers: [{ server_uri: cp.xds, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] }],
-      node: { id: 'proxyless-test', cluster: 'test', locality: {} },
+      node: {
+        id: 'proxyless-test',
+        cluster: 'test',
+        locality: {},
+        metadata: { TRELLIS_CSDS_ADDRESS: `127.0.0.1:${adminPort}` },
+      },
     };
     const Client = grpc.makeGenericClientConstructor(echoService, 'Echo');
     const client = new Client('xds:///echo.demo.svc.cluster.local:8080', grpc.credentials.createInsecure(), {
@@ -114,7 +125,7 @@ test(
       assert.match(ps.stdout, /^NAME\s+CLUSTER\s+CDS\s+LDS\s+EDS\s+RDS\s+SDS/m);
       assert.match(
         ps.stdout,
-        /^proxyless-test\s+test\s+SYNCED\s+SYNCED\s+SYNCED\s+SYNCED\s+NOT SENT\s+gRPC Node Pure JS/m,
+        /^proxyless-test\s+test\s+SYNCED\s+SYNCED\s+SYNCED\s+SYNCED\s+NOT SENT\s+gRPC Node Pure JS \S+\s+\d+ ACKED$/m,
       );
 
       // An endpoint change in config (echo-v1 moves to the v3 server) changes where calls go within a second.
@@ -141,6 +152,7 @@ test(
       };
       assert.equal(state.rejected?.errors[0]?.field, 'spec.rules[1].backendRefs[0].weight');
     } finally {
+      admin.forceShutdown();
       client.close();
       cp.proc.kill('SIGTERM');
       for (const b of [v1, v2, v3]) b.server.forceShutdown();

@@ -6,7 +6,8 @@ import { HELP_FLAG, type Command } from '../command.js';
 export const bootstrapCommand: Command = {
   name: 'bootstrap',
   summary: 'Print the xDS bootstrap JSON for a proxyless gRPC client or server',
-  usage: 'trellis bootstrap --node ID [--xds HOST:PORT] [--cert-dir DIR] [--locality REGION/ZONE/SUBZONE]',
+  usage:
+    'trellis bootstrap --node ID [--xds HOST:PORT] [--cert-dir DIR] [--locality REGION/ZONE/SUBZONE] [--csds HOST:PORT]',
   flags: [
     { name: 'node', type: 'string', valueName: 'ID', description: 'the node id the control plane will see' },
     {
@@ -22,6 +23,12 @@ export const bootstrapCommand: Command = {
       description: 'SVID files (from "trellis ca issue") for mTLS: file_watcher provider',
     },
     { name: 'locality', type: 'string', valueName: 'R/Z/S', description: 'the client locality, region/zone/subzone' },
+    {
+      name: 'csds',
+      type: 'string',
+      valueName: 'HOST:PORT',
+      description: 'where this client serves CSDS (grpc admin services), so proxy-status can ask it',
+    },
     HELP_FLAG,
   ],
   run(args, io) {
@@ -38,6 +45,7 @@ export const bootstrapCommand: Command = {
       xdsAddress: xds,
       locality: { ...(region ? { region } : {}), ...(zone ? { zone } : {}), ...(subZone ? { subZone } : {}) },
       ...(certDir !== undefined ? { certDir } : {}),
+      ...(args.flags.csds !== undefined ? { csdsAddress: args.flags.csds as string } : {}),
     });
     io.out(JSON.stringify(b, null, 2));
     return 0;

@@ -1,6 +1,7 @@
 // The bootstrap JSON a proxyless gRPC client or server reads (GRPC_XDS_BOOTSTRAP), as
 // grpc-js-xds expects it (docs: xds-interop notes §1).
 import { svidPaths } from '../../identity/svid-files.js';
+import { CSDS_METADATA_KEY } from '../csds-client.js';
 
 export interface BootstrapOptions {
   readonly nodeId: string;
@@ -12,6 +13,8 @@ export interface BootstrapOptions {
   readonly certDir?: string;
   /** How often grpc-js re-reads the certificate files. */
   readonly refreshInterval?: string;
+  /** Where the client serves CSDS (grpc.addAdminServicesToServer), for `trellis proxy-status`. */
+  readonly csdsAddress?: string;
 }
 
 export function grpcBootstrap(o: BootstrapOptions): Record<string, unknown> {
@@ -21,7 +24,12 @@ export function grpcBootstrap(o: BootstrapOptions): Record<string, unknown> {
   if (o.locality?.subZone) locality.sub_zone = o.locality.subZone;
   const b: Record<string, unknown> = {
     xds_servers: [{ server_uri: o.xdsAddress, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] }],
-    node: { id: o.nodeId, cluster: o.cluster ?? o.nodeId, locality, metadata: { TRELLIS_PROXYLESS: 'true' } },
+    node: {
+      id: o.nodeId,
+      cluster: o.cluster ?? o.nodeId,
+      locality,
+      metadata: { TRELLIS_PROXYLESS: 'true', ...(o.csdsAddress ? { [CSDS_METADATA_KEY]: o.csdsAddress } : {}) },
+    },
     // Istio's template for xDS-enabled gRPC servers: the server Listener is named by its address.
     server_listener_resource_name_template: 'xds.istio.io/grpc/lds/inbound/%s',
   };

@@ -54,6 +54,16 @@ export function structToJson(s: ProtoStructMessage | null | undefined): Record<s
 }
 
 function valueToJson(v: ProtoValueMessage): unknown {
+  // With oneofs, `kind` names the member that is set; read it first (a member may also be
+  // present with its default when another is set).
+  const kind = (v as { kind?: unknown }).kind;
+  if (typeof kind === 'string' && kind !== 'kind' && kind in v) {
+    const member = (v as Record<string, unknown>)[kind];
+    if (kind === 'struct_value') return structToJson(member as ProtoStructMessage);
+    if (kind === 'list_value') return ((member as { values?: ProtoValueMessage[] }).values ?? []).map(valueToJson);
+    if (kind === 'null_value') return null;
+    return member;
+  }
   if (v.string_value !== undefined) return v.string_value;
   if (v.number_value !== undefined) return v.number_value;
   if (v.bool_value !== undefined) return v.bool_value;
