@@ -687,3 +687,84 @@ test('@grpc/grpc-js-xds resolves xds:///greeter through our server, calls the ba
   assert.equal(after.responses, before.responses, 'no response to the unsubscribes');
   assert.equal(after.resourcesSent, before.resourcesSent);
 });
+
+test('a resource grpc-js-xds rejects is NACKed: the client keeps working on its last good config, and recovers', async (t) => {
+  const backend = new grpc.Server();
+  backend.addService(ECHO, {
+    Echo: (call: grpc.ServerUnaryCall<{ msg: string }, unknown>, cb: grpc.sendUnaryData<unknown>) =>
+      cb(null, { echo: call.request.msg, via: 'backend' }),
+  });
+  const backendPort = await new Promise<number>((res, rej) =>
+    backend.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))),
+  );
+  t.after(() => backend.forceShutdown());
+  const source = new FakeSource();
+  const nodeId = 'grpc-xds-nack-node';
+  const good = greeterResources(backendPort);
+  source.set(nodeId, new Snapshot(good));
+  const { server, port } = await startServer(t, source);
+  (await import('@grpc/grpc-js-xds')).register();
+  const bootstrap = {
+    xds_servers: [
+      { server_uri: `127.0.0.1:${port}`, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] },
+    ],
+    node: { id: nodeId, cluster: 'test-cluster', locality: {} },
+  };
+  const Echo = grpc.makeGenericClientConstructor(ECHO, 'Echo');
+  const client = new Echo('xds:///greeter', grpc.credentials.createInsecure(), {
+    'grpc.TEST_ONLY_DO_NOT_USE_IN_PROD.xds_bootstrap_config': JSON.stringify(bootstrap),
+  });
+  t.after(() => client.close());
+  type EchoFn = (req: unknown, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: unknown) => void) => void;
+  const echo = (client as unknown as { Echo: EchoFn }).Echo.bind(client);
+  const call = () =>
+    new Promise<unknown>((resolve, reject) =>
+      echo({ msg: 'hi' }, { deadline: Date.now() + 5000 }, (e, r) => (e ? reject(e) : resolve(r))),
+    );
+  assert.deepEqual(await call(), { echo: 'hi', via: 'backend' });
+
+  // A wildcard in the middle of a domain: valid protobuf, rejected by gRPC's validation.
+  const bad = good.map((r) =>
+    r.typeUrl === RDS
+      ? xdsResource(RDS, 'greeter-route', {
+          name: 'greeter-route',
+          virtual_hosts: [
+            {
+              name: 'vh',
+              domains: ['gree*ter'],
+              routes: [{ match: { prefix: '' }, route: { cluster: 'greeter-cluster' } }],
+            },
+          ],
+        })
+      : r,
+  );
+  source.set(nodeId, new Snapshot(bad));
+  await until(
+    'RDS NACKED',
+    () =>
+      server
+        .clients()
+        .find((x) => x.nodeId === nodeId)
+        ?.types.find((x) => x.typeUrl === RDS)?.status === 'NACKED',
+    5000,
+  );
+  const rds = server
+    .clients()
+    .find((x) => x.nodeId === nodeId)!
+    .types.find((x) => x.typeUrl === RDS)!;
+  assert.match(rds.nack?.message ?? '', /domain|wildcard|\*/i);
+  for (let i = 0; i < 5; i++)
+    assert.deepEqual(await call(), { echo: 'hi', via: 'backend' }, 'the last good config keeps serving');
+
+  source.set(nodeId, new Snapshot(good));
+  await until(
+    'RDS SYNCED again',
+    () =>
+      server
+        .clients()
+        .find((x) => x.nodeId === nodeId)
+        ?.types.find((x) => x.typeUrl === RDS)?.status === 'SYNCED',
+    5000,
+  );
+  assert.deepEqual(await call(), { echo: 'hi', via: 'backend' });
+});
