@@ -4,7 +4,8 @@
 import type { Resource } from '../config/resource.js';
 import type { MeshModel } from '../model/mesh-model.js';
 import { ModelCompiler } from '../model/compile.js';
-import type { NodeView, Snapshot, SnapshotSource } from '../xds/snapshot.js';
+import { Snapshot, TYPE_URLS, type NodeView, type SnapshotSource } from '../xds/snapshot.js';
+import type { NodeSecrets } from './node-secrets.js';
 import { proxylessSnapshot } from '../xds/translate/proxyless.js';
 
 export interface PushRecord {
@@ -23,6 +24,17 @@ export class SnapshotCache implements SnapshotSource {
   #byLocality = new Map<string, Snapshot>();
   #localityMatters = false;
   readonly pushes: PushRecord[] = [];
+  readonly #secrets: NodeSecrets | undefined;
+  /** Per node: the snapshot with its secrets, valid while the base snapshot and the secrets are unchanged. */
+  #withSecrets = new Map<string, { base: Snapshot; names: string; snapshot: Snapshot }>();
+
+  /** With a CA, each Mesh node also gets its workloads' SVIDs over SDS. */
+  constructor(secrets?: NodeSecrets) {
+    this.#secrets = secrets;
+    secrets?.onChange((nodes) => {
+      for (const l of this.#listeners) l(nodes);
+    });
+  }
 
   /** Compiles and translates a new configuration, then tells the server. */
   update(resources: readonly Resource[], generation: number): MeshModel {
@@ -35,6 +47,7 @@ export class SnapshotCache implements SnapshotSource {
     if (problems.length > 0) throw new Error(`inconsistent snapshot (a translation bug): ${problems.join('; ')}`);
     this.#model = model;
     this.#snapshot = snapshot;
+    this.#secrets?.update(model);
     this.#byLocality = new Map();
     // Locality-aware load balancing (failover, distribute) follows outlier detection or a
     // localityLbSetting in a DestinationRule (Istio); otherwise every node sees the same thing.
@@ -56,7 +69,27 @@ export class SnapshotCache implements SnapshotSource {
     return this.#model;
   }
 
-  snapshot(_nodeId: string, node?: NodeView): Snapshot | undefined {
+  snapshot(nodeId: string, node?: NodeView): Snapshot | undefined {
+    const base = this.#baseSnapshot(node);
+    if (!base || !this.#secrets) return base;
+    const secrets = this.#secrets.secretsFor(nodeId);
+    if (secrets.length === 0) return base;
+    const names = secrets.map((s) => `${s.name}@${s.version}`).join(',');
+    const cached = this.#withSecrets.get(nodeId);
+    if (cached && cached.base === base && cached.names === names) return cached.snapshot;
+    const all = [
+      ...base.resources(TYPE_URLS.listener).values(),
+      ...base.resources(TYPE_URLS.route).values(),
+      ...base.resources(TYPE_URLS.cluster).values(),
+      ...base.resources(TYPE_URLS.endpoint).values(),
+      ...secrets,
+    ];
+    const snapshot = new Snapshot(all);
+    this.#withSecrets.set(nodeId, { base, names, snapshot });
+    return snapshot;
+  }
+
+  #baseSnapshot(node?: NodeView): Snapshot | undefined {
     const loc = node?.locality;
     if (!this.#model || !this.#localityMatters || !loc || (!loc.region && !loc.zone && !loc.sub_zone))
       return this.#snapshot;

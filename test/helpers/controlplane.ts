@@ -13,7 +13,12 @@ export interface ControlPlane {
 }
 
 /** Starts `trellis controlplane --config DIR` on free ports and waits until it serves. */
-export async function startControlPlane(dir: string): Promise<ControlPlane> {
+export function startControlPlane(dir: string): Promise<ControlPlane> {
+  return startControlPlaneWith(dir, []);
+}
+
+/** The same, with extra flags (e.g. --ca DIR). */
+export async function startControlPlaneWith(dir: string, extra: readonly string[]): Promise<ControlPlane> {
   const proc = spawn(
     process.execPath,
     [
@@ -25,6 +30,7 @@ export async function startControlPlane(dir: string): Promise<ControlPlane> {
       '127.0.0.1:0',
       '--admin-listen',
       '127.0.0.1:0',
+      ...extra,
     ],
     // stderr (JSON logs) left unread would keep the test process alive.
     { stdio: ['ignore', 'pipe', 'ignore'] },

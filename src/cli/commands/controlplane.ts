@@ -4,12 +4,29 @@ import { statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { formatDiagnostic } from '../../config/diagnostic.js';
 import { AppliedStore } from '../../controlplane/applied-store.js';
+import { NodeSecrets } from '../../controlplane/node-secrets.js';
+import { loadCa } from '../../identity/ca-store.js';
+import { loadPaths } from '../../config/load.js';
 import { UsageError } from '../../errors.js';
 import { startAdminServer } from '../../controlplane/admin-server.js';
 import { ConfigWatcher } from '../../controlplane/config-watcher.js';
 import { SnapshotCache } from '../../controlplane/snapshot-cache.js';
 import { AdsServer } from '../../xds/server/ads-server.js';
 import { HELP_FLAG, type Command } from '../command.js';
+
+/** The node proxies' SVIDs over SDS, from the CA in `dir`, with the Mesh's lifetime and trust domain. */
+function nodeSecrets(dir: string, paths: readonly string[]): NodeSecrets {
+  const ca = loadCa(dir);
+  const mesh = loadPaths(paths).resources.find((r) => r.kind === 'Mesh');
+  const spec = mesh?.kind === 'Mesh' ? mesh.spec : undefined;
+  const trustDomain = spec?.trustDomain ?? 'cluster.local';
+  if (ca.trustDomain !== trustDomain) {
+    throw new UsageError(
+      `--ca ${dir} is a CA for trust domain ${ca.trustDomain}, but the Mesh's trust domain is ${trustDomain}`,
+    );
+  }
+  return new NodeSecrets(ca, spec?.certificates.workloadTTL ?? '24h');
+}
 
 /** .trellis inside the config directory (config walks skip dot-directories), or beside a config file. */
 function defaultStateDir(configPath: string): string {
@@ -58,6 +75,18 @@ export const controlplaneCommand: Command = {
       valueName: 'HOST:PORT',
       description: 'admin HTTP API, default 127.0.0.1:15014',
     },
+    {
+      name: 'state-dir',
+      type: 'string',
+      valueName: 'DIR',
+      description: 'where resources from "trellis apply" are kept (default: .trellis in the config directory)',
+    },
+    {
+      name: 'ca',
+      type: 'string',
+      valueName: 'DIR',
+      description: "a CA directory (trellis ca init): serve each Mesh node its workloads' SVIDs over SDS",
+    },
     HELP_FLAG,
   ],
   async run(args, io) {
@@ -68,7 +97,9 @@ export const controlplaneCommand: Command = {
 
     const stateDir = (args.flags['state-dir'] as string | undefined) ?? defaultStateDir(paths[0]!);
     const store = new AppliedStore(stateDir, paths);
-    const cache = new SnapshotCache();
+    const caDir = args.flags.ca as string | undefined;
+    let secrets: NodeSecrets | undefined;
+    const cache = new SnapshotCache(caDir === undefined ? undefined : (secrets = nodeSecrets(caDir, store.paths())));
     const config = new ConfigWatcher({
       paths: () => store.paths(),
       watch: paths,
@@ -132,6 +163,7 @@ export const controlplaneCommand: Command = {
       process.once('SIGTERM', () => stop('SIGTERM'));
     });
     config.close();
+    secrets?.close();
     adminServer.close();
     await ads.close();
     return 0;
