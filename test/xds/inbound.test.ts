@@ -13,7 +13,7 @@ import { serverListenerName } from '../../src/xds/translate/inbound.js';
 import { clusterName, proxylessSnapshot } from '../../src/xds/translate/proxyless.js';
 import { policySpecsFromResources } from '../../src/xds/translate/security.js';
 import { REPO_ROOT } from '../helpers/run-cli.js';
-import { roundTripSecure } from '../helpers/envoy-protos-security.js';
+import { roundTrip as roundTripSecure } from '../helpers/envoy-protos.js';
 
 function load(yaml: string): readonly Resource[] {
   const dir = mkdtempSync(join(tmpdir(), 'trellis-inbound-'));

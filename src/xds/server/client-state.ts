@@ -325,12 +325,13 @@ export interface StreamCounters {
   nacks: number;
 }
 
-export class ClientState {
+/** What every stream keeps, whatever its protocol: who it is, its per-type state, its counters. */
+export abstract class StreamState<Sub extends { applyRequest(req: Req, now: Date): RequestKind }, Req> {
   readonly streamId: string;
   readonly peer: string;
   readonly connectedAt: Date;
   #node: NodeInfo | undefined;
-  readonly types = new Map<string, TypeSubscription>();
+  readonly types = new Map<string, Sub>();
   readonly counters: StreamCounters = {
     requests: 0,
     staleRequests: 0,
@@ -349,6 +350,8 @@ export class ClientState {
     this.connectedAt = connectedAt;
   }
 
+  protected abstract newSubscription(typeUrl: string): Sub;
+
   get node(): NodeInfo | undefined {
     return this.#node;
   }
@@ -357,23 +360,29 @@ export class ClientState {
     this.#node = nodeInfo(node);
   }
 
-  type(typeUrl: string): TypeSubscription {
+  type(typeUrl: string): Sub {
     let t = this.types.get(typeUrl);
     if (!t) {
-      t = new TypeSubscription(typeUrl);
+      t = this.newSubscription(typeUrl);
       this.types.set(typeUrl, t);
     }
     return t;
   }
 
   /** Applies a request (type_url required) and counts it. */
-  applyRequest(req: DiscoveryRequestMessage & { type_url: string }, now: Date): RequestKind {
+  applyRequest(req: Req & { type_url: string }, now: Date): RequestKind {
     this.counters.requests++;
     const kind = this.type(req.type_url).applyRequest(req, now);
     if (kind === 'stale') this.counters.staleRequests++;
     else if (kind === 'ack') this.counters.acks++;
     else if (kind === 'nack') this.counters.nacks++;
     return kind;
+  }
+}
+
+export class ClientState extends StreamState<TypeSubscription, DiscoveryRequestMessage> {
+  protected newSubscription(typeUrl: string): TypeSubscription {
+    return new TypeSubscription(typeUrl);
   }
 
   /** Records a response handed to the stream; returns whether it was a push (see TypeSubscription.markSent). */

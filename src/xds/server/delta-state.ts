@@ -10,13 +10,11 @@
 // unacknowledged, so a slow client's state is bounded by its subscription and the snapshot.
 import type { Snapshot } from '../snapshot.js';
 import {
-  nodeInfo,
+  StreamState,
   type AdsTypeStatus,
   type NackRecord,
-  type NodeInfo,
   type NodeMessage,
   type RequestKind,
-  type StreamCounters,
 } from './client-state.js';
 
 /** DeltaDiscoveryRequest as proto-loader gives it (keepCase, no defaults). */
@@ -291,55 +289,11 @@ export class DeltaTypeSubscription {
   }
 }
 
-export class DeltaClientState {
+export class DeltaClientState extends StreamState<DeltaTypeSubscription, DeltaDiscoveryRequestMessage> {
   readonly protocol = 'delta';
-  readonly streamId: string;
-  readonly peer: string;
-  readonly connectedAt: Date;
-  #node: NodeInfo | undefined;
-  readonly types = new Map<string, DeltaTypeSubscription>();
-  readonly counters: StreamCounters = {
-    requests: 0,
-    staleRequests: 0,
-    responses: 0,
-    pushes: 0,
-    resourcesSent: 0,
-    resourcesRemoved: 0,
-    bytesSent: 0,
-    acks: 0,
-    nacks: 0,
-  };
 
-  constructor(streamId: string, peer: string, connectedAt: Date) {
-    this.streamId = streamId;
-    this.peer = peer;
-    this.connectedAt = connectedAt;
-  }
-
-  get node(): NodeInfo | undefined {
-    return this.#node;
-  }
-
-  setNode(node: NodeMessage): void {
-    this.#node = nodeInfo(node);
-  }
-
-  type(typeUrl: string): DeltaTypeSubscription {
-    let t = this.types.get(typeUrl);
-    if (!t) {
-      t = new DeltaTypeSubscription(typeUrl);
-      this.types.set(typeUrl, t);
-    }
-    return t;
-  }
-
-  applyRequest(req: DeltaDiscoveryRequestMessage & { type_url: string }, now: Date): RequestKind {
-    this.counters.requests++;
-    const kind = this.type(req.type_url).applyRequest(req, now);
-    if (kind === 'stale') this.counters.staleRequests++;
-    else if (kind === 'ack') this.counters.acks++;
-    else if (kind === 'nack') this.counters.nacks++;
-    return kind;
+  protected newSubscription(typeUrl: string): DeltaTypeSubscription {
+    return new DeltaTypeSubscription(typeUrl);
   }
 
   /** Records a response handed to the stream; returns whether it was a push (see markSent). */
