@@ -13,7 +13,7 @@ import { writeSvidFiles } from '../../identity/svid-files.js';
 import { parseGoDuration } from '../../util/duration.js';
 import { didYouMean } from '../../util/did-you-mean.js';
 import { HELP_FLAG, type Command } from '../command.js';
-import { OUTPUT_FORMATS, renderData, type OutputFormat } from '../output.js';
+import { OUTPUT_FLAG, renderData, type OutputFormat } from '../output.js';
 
 const KEY_ALGORITHMS = ['ec-p256', 'ec-p384', 'rsa-2048'] as const;
 
@@ -95,14 +95,7 @@ export const caCommand: Command = {
     { name: 'spiffe-id', type: 'string', valueName: 'ID', description: 'issue: the SPIFFE ID to certify' },
     { name: 'dns', type: 'list', valueName: 'NAME', description: 'issue: a DNS SAN to add; repeatable' },
     { name: 'ttl', type: 'string', valueName: 'DURATION', description: 'lifetime: init 87600h (10 years), issue 24h' },
-    {
-      name: 'output',
-      short: 'o',
-      type: 'string',
-      valueName: 'FORMAT',
-      choices: OUTPUT_FORMATS,
-      description: 'human (default), json or yaml',
-    },
+    OUTPUT_FLAG,
     HELP_FLAG,
   ],
   run(args, io) {

@@ -2,7 +2,7 @@
 import { CSDS_METADATA_KEY, fetchClientStatus, type CsdsResourceStatus } from '../../xds/csds-client.js';
 import { HELP_FLAG, type Command } from '../command.js';
 import { adminRequest, SERVER_FLAG, serverUrl } from '../control-plane-client.js';
-import { OUTPUT_FORMATS, renderData, type OutputFormat } from '../output.js';
+import { OUTPUT_FLAG, renderTable, renderData, type OutputFormat } from '../output.js';
 
 interface ClientInfo {
   readonly nodeId: string;
@@ -44,18 +44,7 @@ export const proxyStatusCommand: Command = {
   name: 'proxy-status',
   summary: 'Show every xDS client of the control plane and whether each type is SYNCED, STALE or NACKED',
   usage: 'trellis proxy-status [NODE_ID] [-o human|json|yaml] [--server URL]',
-  flags: [
-    {
-      name: 'output',
-      short: 'o',
-      type: 'string',
-      valueName: 'FORMAT',
-      choices: OUTPUT_FORMATS,
-      description: 'human (default), json or yaml',
-    },
-    SERVER_FLAG,
-    HELP_FLAG,
-  ],
+  flags: [OUTPUT_FLAG, SERVER_FLAG, HELP_FLAG],
   async run(args, io) {
     const r = await adminRequest(serverUrl(args.flags.server), '/debug/clients');
     let clients = r.body as ClientInfo[];
@@ -99,14 +88,7 @@ export const proxyStatusCommand: Command = {
       csdsSummary(csds.get(c.nodeId)),
     ]);
     const header = ['NAME', 'CLUSTER', ...COLUMNS.map(([h]) => h), 'CLIENT', 'CSDS (client view)'];
-    const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
-    for (const row of [header, ...rows])
-      io.out(
-        row
-          .map((v, i) => v.padEnd(widths[i]!))
-          .join('   ')
-          .trimEnd(),
-      );
+    io.out(renderTable(header, rows));
     for (const [node, view] of csds) {
       if (typeof view === 'string') continue;
       for (const r of view) if (r.status === 'NACKED') io.out(`${node}: client NACKED ${r.name}: ${r.error ?? ''}`);

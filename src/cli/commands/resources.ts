@@ -6,7 +6,7 @@ import { UsageError } from '../../errors.js';
 import { didYouMean } from '../../util/did-you-mean.js';
 import { HELP_FLAG, type Command } from '../command.js';
 import { adminRequest, SERVER_FLAG, serverUrl } from '../control-plane-client.js';
-import { OUTPUT_FORMATS, renderData, type OutputFormat } from '../output.js';
+import { OUTPUT_FLAG, renderTable, renderData, type OutputFormat } from '../output.js';
 
 interface StoreReply {
   readonly ok: boolean;
@@ -125,14 +125,7 @@ export const getCommand: Command = {
   usage: 'trellis get KIND [NAME] [-n NAMESPACE] [-o human|json|yaml] [--server URL]',
   flags: [
     { name: 'namespace', short: 'n', type: 'string', valueName: 'NS', description: 'only this namespace' },
-    {
-      name: 'output',
-      short: 'o',
-      type: 'string',
-      valueName: 'FORMAT',
-      choices: OUTPUT_FORMATS,
-      description: 'human (default), json or yaml',
-    },
+    OUTPUT_FLAG,
     SERVER_FLAG,
     HELP_FLAG,
   ],
@@ -166,14 +159,7 @@ export const getCommand: Command = {
       i.source,
     ]);
     const header = [...(namespaced ? ['NAMESPACE'] : []), 'NAME', 'SOURCE'];
-    const widths = header.map((h, c) => Math.max(h.length, ...rows.map((row) => row[c]!.length)));
-    for (const row of [header, ...rows])
-      io.out(
-        row
-          .map((v, c) => v.padEnd(widths[c]!))
-          .join('   ')
-          .trimEnd(),
-      );
+    io.out(renderTable(header, rows));
     return 0;
   },
 };

@@ -5,7 +5,7 @@ import { analysisDiagnostics } from '../analysis-diagnostics.js';
 import { UsageError } from '../../errors.js';
 import { compileModel } from '../../model/compile.js';
 import { HELP_FLAG, type Command } from '../command.js';
-import { OUTPUT_FORMATS, renderData, type OutputFormat } from '../output.js';
+import { OUTPUT_FLAG, renderData, type OutputFormat } from '../output.js';
 
 export interface ValidationReport {
   readonly valid: boolean;
@@ -55,14 +55,7 @@ export const validateCommand: Command = {
       valueName: 'PATH',
       description: 'file or directory (recursive) to check; repeatable; "-" reads stdin',
     },
-    {
-      name: 'output',
-      short: 'o',
-      type: 'string',
-      valueName: 'FORMAT',
-      choices: OUTPUT_FORMATS,
-      description: 'human (default), json or yaml',
-    },
+    OUTPUT_FLAG,
     HELP_FLAG,
   ],
   run(args, io) {

@@ -1,22 +1,12 @@
 import { VERSION } from '../../version.js';
 import { HELP_FLAG, type Command } from '../command.js';
-import { OUTPUT_FORMATS, renderData, type OutputFormat } from '../output.js';
+import { OUTPUT_FLAG, renderData, type OutputFormat } from '../output.js';
 
 export const versionCommand: Command = {
   name: 'version',
   summary: 'Print the Trellis version',
   usage: 'trellis version [-o human|json|yaml]',
-  flags: [
-    {
-      name: 'output',
-      short: 'o',
-      type: 'string',
-      valueName: 'FORMAT',
-      choices: OUTPUT_FORMATS,
-      description: 'human (default), json or yaml',
-    },
-    HELP_FLAG,
-  ],
+  flags: [OUTPUT_FLAG, HELP_FLAG],
   run(args, io) {
     const format = (args.flags.output as OutputFormat | undefined) ?? 'human';
     const info = { version: VERSION, node: process.version, platform: `${process.platform}/${process.arch}` };

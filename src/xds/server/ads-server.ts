@@ -602,30 +602,21 @@ function typeRank(typeUrl: string): number {
 
 function typeInfo(t: TypeSubscription, snapshot: Snapshot | undefined): AdsTypeInfo {
   const current = snapshot ? snapshot.version(t.typeUrl) || undefined : undefined;
-  const status = t.status(current);
-  return {
-    typeUrl: t.typeUrl,
-    subscribed: t.subscription,
-    status,
-    currentVersion: current,
-    sentVersion: t.sent?.version,
-    sentNonce: t.sent?.nonce,
-    sentAt: t.sent?.at,
-    sentResources: t.sent?.resourceNames ?? [],
-    removedResources: [],
-    ackedVersion: t.acked?.version,
-    ackedAt: t.acked?.at,
-    nack: status === 'NACKED' ? t.lastNack : undefined,
-    lastNack: t.lastNack,
-    responses: t.responses,
-    acks: t.acks,
-    nacks: t.nacks,
-  };
+  return describeType(t, t.status(current), current, []);
 }
 
 function deltaTypeInfo(t: DeltaTypeSubscription, snapshot: Snapshot | undefined): AdsTypeInfo {
   const current = snapshot ? snapshot.version(t.typeUrl) || undefined : undefined;
-  const status = t.status(snapshot);
+  return describeType(t, t.status(snapshot), current, t.sent?.removedNames ?? []);
+}
+
+/** The introspection record of one type of one stream, for either protocol. */
+function describeType(
+  t: TypeSubscription | DeltaTypeSubscription,
+  status: AdsTypeInfo['status'],
+  current: string | undefined,
+  removedResources: readonly string[],
+): AdsTypeInfo {
   return {
     typeUrl: t.typeUrl,
     subscribed: t.subscription,
@@ -635,7 +626,7 @@ function deltaTypeInfo(t: DeltaTypeSubscription, snapshot: Snapshot | undefined)
     sentNonce: t.sent?.nonce,
     sentAt: t.sent?.at,
     sentResources: t.sent?.resourceNames ?? [],
-    removedResources: t.sent?.removedNames ?? [],
+    removedResources: [...removedResources],
     ackedVersion: t.acked?.version,
     ackedAt: t.acked?.at,
     nack: status === 'NACKED' ? t.lastNack : undefined,
