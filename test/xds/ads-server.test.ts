@@ -5,9 +5,10 @@ import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
-import { Snapshot, TYPE_URLS, xdsResource, type SnapshotSource, type XdsResource } from '../../src/xds/snapshot.js';
-import { AdsServer, type AdsClientInfo, type AdsTypeInfo } from '../../src/xds/server/ads-server.js';
+import { Snapshot, TYPE_URLS, xdsResource, type XdsResource } from '../../src/xds/snapshot.js';
+import { AdsServer, type AdsClientInfo } from '../../src/xds/server/ads-server.js';
 import { DISCOVERY_REQUEST, DISCOVERY_RESPONSE, loadXdsProtos } from '../../src/xds/server/protos.js';
+import { FakeSource, startServer, typeOf, until } from '../helpers/ads.js';
 
 const LDS = TYPE_URLS.listener;
 const RDS = TYPE_URLS.route;
@@ -18,23 +19,6 @@ const ROUTER = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Rout
 
 // ---------------------------------------------------------------------------------------
 // Fixtures.
-
-class FakeSource implements SnapshotSource {
-  readonly #snaps = new Map<string, Snapshot>();
-  readonly #listeners = new Set<(ids: readonly string[] | '*') => void>();
-  snapshot(nodeId: string): Snapshot | undefined {
-    return this.#snaps.get(nodeId);
-  }
-  onChange(listener: (ids: readonly string[] | '*') => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
-  }
-  set(nodeId: string, snapshot: Snapshot): Snapshot {
-    this.#snaps.set(nodeId, snapshot);
-    for (const l of this.#listeners) l([nodeId]);
-    return snapshot;
-  }
-}
 
 function listener(name: string, routeName = `${name}-route`, statPrefix = 'v1'): XdsResource {
   return xdsResource(LDS, name, {
@@ -195,33 +179,10 @@ function names(r: Response): string[] {
   });
 }
 
-async function startServer(t: TestContext, source: SnapshotSource, debounceMs = 20) {
-  const server = new AdsServer();
-  const port = await server.start({ source, address: '127.0.0.1:0', debounceMs });
-  t.after(() => server.close());
-  return { server, port };
-}
-
 function rawClient(t: TestContext, port: number, nodeId: string, autoAck = false): RawAds {
   const c = new RawAds(port, nodeId, autoAck);
   t.after(() => c.close());
   return c;
-}
-
-function typeOf(server: AdsServer, nodeId: string, typeUrl: string): AdsTypeInfo {
-  const c = server.clients().find((x) => x.nodeId === nodeId);
-  assert.ok(c, `client ${nodeId} connected`);
-  const ti = c.types.find((x) => x.typeUrl === typeUrl);
-  assert.ok(ti, `client ${nodeId} has state for ${typeUrl}`);
-  return ti;
-}
-
-async function until(what: string, cond: () => boolean, timeoutMs = 3000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
 }
 
 // ---------------------------------------------------------------------------------------
