@@ -1,4 +1,6 @@
 // The `trellis` command line: dispatch, usage errors (exit 2) and failures (exit 1).
+import { upCommand } from './commands/up.js';
+import { nodeCommand } from './commands/node.js';
 import { flagHelp, parseArgs } from './args.js';
 import type { Command } from './command.js';
 import { bootstrapCommand } from './commands/bootstrap.js';
@@ -13,12 +15,14 @@ import { TrellisError, UsageError } from '../errors.js';
 import { didYouMean } from '../util/did-you-mean.js';
 
 export const COMMANDS: readonly Command[] = [
+  upCommand,
   validateCommand,
   controlplaneCommand,
   applyCommand,
   getCommand,
   deleteCommand,
   proxyStatusCommand,
+  nodeCommand,
   caCommand,
   bootstrapCommand,
   versionCommand,

@@ -8,6 +8,7 @@ import { AnalysisSink } from './analysis.js';
 import { finishGateway, compileGateways } from './gateways.js';
 import { compileDestinationRules, compileVirtualServices } from './istio-routing.js';
 import type {
+  GatewayModel,
   IdentityModel,
   MeshModel,
   NodeModel,
@@ -120,7 +121,7 @@ function compileWith(
   for (const c of compiledRoutes) analysis.messages.push(...c.messages);
   const attachedCounts = new Map<string, number>();
   for (const r of routes) for (const p of r.attachedTo) attachedCounts.set(p, (attachedCounts.get(p) ?? 0) + 1);
-  const gateways = gatewayDrafts.map((d) => finishGateway(d, attachedCounts));
+  const gateways = gatewayDrafts.map((d) => finishGateway(d, attachedCounts, mesh));
 
   const destinationRules = compileDestinationRules(index, mesh, serviceLookup.hostMap, analysis);
   const virtualServices = compileVirtualServices(index, mesh, serviceLookup.hostMap, destinationRules, analysis);
@@ -128,7 +129,8 @@ function compileWith(
   const policies = compilePolicies({ index, mesh, workloads, lookup, services, analysis });
   const identityMap = compileIdentities(workloads, previousIdentities);
   const identities = [...identityMap.values()];
-  const nodes = compileNodes(mesh, workloads, services, policies);
+  const nodes = compileNodes(mesh, workloads, services, policies, gateways);
+  checkGatewayPlacement(index, gateways, analysis);
 
   const statuses: ResourceStatusModel[] = [
     ...index.all('GatewayClass').map((c) => ({
@@ -247,6 +249,21 @@ function checkWaypoints(index: ResourceIndex, services: readonly ServiceModel[],
   }
 }
 
+/** A trellis.dev/node annotation naming no Mesh node leaves the gateway unplaced: say so. */
+function checkGatewayPlacement(index: ResourceIndex, gateways: readonly GatewayModel[], analysis: AnalysisSink): void {
+  for (const g of gateways) {
+    const wanted = index.get('Gateway', g.namespace, g.name)?.metadata.annotations?.['trellis.dev/node'];
+    if (wanted && !g.node) {
+      analysis.add(
+        'ReferencedResourceNotFound',
+        g.source,
+        `Referenced node not found: ${JSON.stringify(wanted)} (annotation trellis.dev/node; declare it in the Mesh's spec.nodes)`,
+        'metadata.annotations',
+      );
+    }
+  }
+}
+
 /** Identities with their workloads; an identity whose workloads are unchanged keeps its object. */
 function compileIdentities(
   workloads: readonly WorkloadModel[],
@@ -281,17 +298,20 @@ function compileNodes(
   workloads: readonly WorkloadModel[],
   services: readonly ServiceModel[],
   policies: MeshModel['policies'],
+  gateways: readonly GatewayModel[],
 ): NodeModel[] {
   return (mesh.nodes ?? []).map((n) => {
     const local = workloads.filter((w) => w.node === n.name);
     const ids = new Set(local.map((w) => w.id));
+    const gws = gateways.filter((g) => g.node === n.name);
     return {
       name: n.name,
       address: n.address,
       locality: parseLocality(n.locality),
       ports: n.ports,
       workloads: [...ids].sort(),
-      identities: [...new Set(local.map((w) => w.identity))].sort(),
+      identities: [...new Set([...local.map((w) => w.identity), ...gws.map((g) => g.identity)])].sort(),
+      gateways: gws.map((g) => g.id),
       services: services.filter((s) => s.endpoints.some((e) => ids.has(e.workload))).map((s) => s.id),
       policies: policies
         .filter(

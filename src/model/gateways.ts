@@ -4,6 +4,7 @@ import { keyOf, type Resource } from '../config/resource.js';
 import type { AnalysisSink } from './analysis.js';
 import { condition, CONTROLLER_NAME } from './conditions.js';
 import type { ConditionModel, GatewayModel, ListenerModel } from './mesh-model.js';
+import type { MeshSpec } from '../config/kinds/trellis/mesh.js';
 import { referenceAllowed } from './reference-grants.js';
 import type { ResourceIndex } from './resource-index.js';
 
@@ -168,6 +169,7 @@ export function compileGateways(index: ResourceIndex, analysis: AnalysisSink): G
         name: gw.name,
         className,
         role,
+        identity: '',
         listeners,
         conditions: gwConditions,
       },
@@ -209,7 +211,11 @@ function detectConflicts(listeners: ListenerModel[]): void {
 }
 
 /** Final GatewayModel with attached route counts and the Accepted/Programmed conditions. */
-export function finishGateway(d: GatewayDraft, attachedCounts: ReadonlyMap<string, number>): GatewayModel {
+export function finishGateway(
+  d: GatewayDraft,
+  attachedCounts: ReadonlyMap<string, number>,
+  mesh: Pick<MeshSpec, 'trustDomain' | 'nodes'>,
+): GatewayModel {
   const listeners = d.model.listeners.map((l) => {
     // One condition of each upstream type, with the upstream reasons.
     const find = (type: string) => l.conditions.find((c) => c.type === type);
@@ -234,5 +240,31 @@ export function finishGateway(d: GatewayDraft, attachedCounts: ReadonlyMap<strin
         condition('Accepted', true, 'Accepted', 'accepted by Trellis'),
         condition('Programmed', true, 'Programmed', 'configuration compiled'),
       ];
-  return { ...d.model, listeners, conditions };
+  return { ...d.model, ...placement(d.resource, d.model, mesh), listeners, conditions };
+}
+
+/**
+ * Where a gateway runs and who it is. Istio names a gateway's deployment (and service account)
+ * "<name>-<class>", a waypoint's "<name>"; Trellis keeps those names so policies written for
+ * Istio ("from waypoint") carry over.
+ */
+function placement(
+  gw: Resource<'Gateway'>,
+  m: GatewayModel,
+  mesh: Pick<MeshSpec, 'trustDomain' | 'nodes'>,
+): Pick<GatewayModel, 'node' | 'address' | 'identity'> {
+  const sa =
+    gw.metadata.annotations?.['trellis.dev/service-account'] ??
+    (m.role === 'waypoint' ? m.name : `${m.name}-${m.className}`);
+  const wanted = gw.metadata.annotations?.['trellis.dev/node'];
+  const node =
+    (wanted ? mesh.nodes?.find((n) => n.name === wanted) : undefined) ?? (wanted ? undefined : mesh.nodes?.[0]);
+  const ip = gw.spec.addresses?.find((a) => (a.type ?? 'IPAddress') === 'IPAddress')?.value;
+  const out: { node?: string; address?: string; identity: string } = {
+    identity: `spiffe://${mesh.trustDomain}/ns/${m.namespace}/sa/${sa}`,
+  };
+  if (node) out.node = node.name;
+  const address = ip ?? node?.address;
+  if (address) out.address = address;
+  return out;
 }

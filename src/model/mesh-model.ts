@@ -160,6 +160,12 @@ export interface GatewayModel {
   readonly className: string;
   /** "waypoint" for the istio-waypoint / trellis-waypoint classes, else "gateway". */
   readonly role: 'gateway' | 'waypoint';
+  /** The Mesh node whose node process runs this gateway's L7 engine (annotation trellis.dev/node, else the first node). */
+  readonly node?: string;
+  /** Where it listens: spec.addresses[0] (an IPAddress), else its node's address. */
+  readonly address?: string;
+  /** Its SPIFFE ID: service account "<name>" for waypoints, "<name>-<class>" for gateways (Istio's deployment names). */
+  readonly identity: string;
   readonly listeners: readonly ListenerModel[];
   readonly conditions: readonly ConditionModel[];
 }
@@ -231,8 +237,10 @@ export interface NodeModel {
   readonly locality: Locality;
   readonly ports: MeshNode['ports'];
   readonly workloads: readonly string[];
-  /** SPIFFE IDs the node proxy holds certificates for. */
+  /** SPIFFE IDs the node proxy holds certificates for (its workloads' and its gateways'). */
   readonly identities: readonly string[];
+  /** Gateways and waypoints this node runs ("Gateway/ns/name"). */
+  readonly gateways: readonly string[];
   /** Services with an endpoint on this node. */
   readonly services: readonly string[];
   /** Policies that bind a workload on this node. */

@@ -8,7 +8,7 @@ import { REPO_ROOT, runCli } from '../helpers/run-cli.js';
 test('trellis validate -f examples/shop: the bundled example is valid (exit 0)', () => {
   const r = runCli(['validate', '-f', 'examples/shop']);
   assert.equal(r.code, 0, r.stdout + r.stderr);
-  assert.match(r.stdout, /✔ 21 resources in 6 files: valid/);
+  assert.match(r.stdout, /✔ 23 resources in 7 files: valid/);
 });
 
 test('a directory with one broken HTTPRoute prints one line that says what and where', () => {
@@ -25,7 +25,7 @@ test('a directory with one broken HTTPRoute prints one line that says what and w
       lines[0],
       `${file}:32:19: HTTPRoute/shop/storefront: spec.rules[0].matches[0].path.type: "Prefix" is not allowed (did you mean "PathPrefix"?) (expected one of Exact, PathPrefix, RegularExpression)`,
     );
-    assert.match(lines[1]!, /✘ 20 resources in 6 files: 1 error/);
+    assert.match(lines[1]!, /✘ 22 resources in 7 files: 1 error/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

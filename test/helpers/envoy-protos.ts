@@ -29,6 +29,8 @@ export function envoyRoot(): protobuf.Root {
       'envoy/extensions/filters/http/fault/v3/fault.proto',
       'envoy/extensions/transport_sockets/tls/v3/tls.proto',
       'envoy/extensions/filters/http/rbac/v3/rbac.proto',
+      'envoy/extensions/filters/network/rbac/v3/rbac.proto',
+      'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
     ],
     { keepCase: true },
   );

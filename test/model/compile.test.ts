@@ -84,7 +84,16 @@ test('the shop example compiles to services with endpoints, identities, routes a
   assert.deepEqual(nodeA.identities, [
     'spiffe://cluster.local/ns/shop/sa/api',
     'spiffe://cluster.local/ns/shop/sa/frontend',
+    'spiffe://cluster.local/ns/shop/sa/shop-gateway-trellis',
+    'spiffe://cluster.local/ns/shop/sa/waypoint',
   ]);
+  assert.deepEqual(nodeA.gateways, ['Gateway/shop/shop-gateway', 'Gateway/shop/waypoint']);
+  const waypoint = m.gateways.find((g) => g.id === 'Gateway/shop/waypoint')!;
+  assert.deepEqual(
+    [waypoint.role, waypoint.node, waypoint.identity],
+    ['waypoint', 'node-a', 'spiffe://cluster.local/ns/shop/sa/waypoint'],
+  );
+  assert.equal(m.services.find((s) => s.id === 'Service/shop/api')!.waypoint, 'Gateway/shop/waypoint');
   assert.equal(nodeA.ports.hbone, 15008);
   assert.deepEqual(nodeA.locality, { region: 'eu-west', zone: 'zone-a', subzone: '' });
   const nodeB = m.nodes.find((n) => n.name === 'node-b')!;
@@ -92,8 +101,11 @@ test('the shop example compiles to services with endpoints, identities, routes a
   assert.ok(!nodeA.policies.includes('AuthorizationPolicy/shop/orders-allow-api'));
 
   const authz = m.policies.find((p) => p.id === 'AuthorizationPolicy/shop/api-allow-frontend')!;
-  assert.equal(authz.scope, 'workload');
-  assert.deepEqual(authz.workloads, ['WorkloadEntry/shop/api-v1', 'WorkloadEntry/shop/api-v2']);
+  assert.equal(authz.scope, 'target');
+  assert.deepEqual(authz.targets, ['Service/shop/api']);
+  const l4 = m.policies.find((p) => p.id === 'AuthorizationPolicy/shop/api-allow-waypoint')!;
+  assert.equal(l4.scope, 'workload');
+  assert.deepEqual(l4.workloads, ['WorkloadEntry/shop/api-v1', 'WorkloadEntry/shop/api-v2']);
   const pa = m.policies.find((p) => p.kind === 'PeerAuthentication')!;
   assert.equal(pa.scope, 'namespace');
   assert.equal(pa.workloads.length, 4);

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // A demo workload: an HTTP server that answers with who it is (and, with --upstream,
 // what its upstream answered), or with --tcp a line-echo TCP server.
-import { createServer } from 'node:http';
+import { createServer, request } from 'node:http';
 import { createServer as createTcpServer, connect } from 'node:net';
 import { parseArgs } from 'node:util';
 
@@ -24,32 +24,81 @@ if (values.tcp) {
 } else {
   createServer(async (req, res) => {
     let upstream;
-    if (values.upstream && req.url?.startsWith('/call'))
-      upstream = await callUpstream(values.upstream).catch((e) => `error: ${e.message}`);
+    let status = 200;
+    if (values.upstream && req.url?.startsWith('/call')) {
+      upstream = await callUpstream(values.upstream).catch((e) => ({ error: e.message }));
+      // A failed hop fails the request, so callers (and load tests) see it.
+      if (upstream?.error !== undefined || upstream?.status !== undefined) status = 502;
+    }
     const body = JSON.stringify({
       name: values.name,
       path: req.url,
       peer: req.headers['x-forwarded-client-cert'] ?? null,
       upstream,
     });
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
     res.end(body);
   }).listen(port, values.host, () => console.log(`${values.name} http on ${values.host}:${port}`));
 }
 
+// Upstreams are reached through the node proxy, as any HTTP_PROXY-aware client would:
+// absolute-form requests for http://, CONNECT for tcp://.
+const proxy = process.env.HTTP_PROXY ? new URL(process.env.HTTP_PROXY) : undefined;
+
 async function callUpstream(target) {
   const url = new URL(target);
-  if (url.protocol === 'tcp:') {
-    return new Promise((resolve, reject) => {
-      const s = connect(Number(url.port), url.hostname, () => s.write('ping\n'));
-      s.setTimeout(2000, () => s.destroy(new Error('timeout')));
-      s.once('data', (d) => {
-        resolve(String(d).trim());
-        s.end();
+  if (url.protocol === 'tcp:') return callTcp(url);
+  return new Promise((resolve, reject) => {
+    const opts = proxy
+      ? { host: proxy.hostname, port: Number(proxy.port), path: url.href, headers: { host: url.host } }
+      : { host: url.hostname, port: Number(url.port || 80), path: url.pathname + url.search };
+    const req = request({ ...opts, timeout: 2000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (body += d));
+      res.on('end', () => {
+        try {
+          resolve(res.statusCode === 200 ? JSON.parse(body) : { status: res.statusCode, body: body.trim() });
+        } catch {
+          resolve({ status: res.statusCode, body: body.trim() });
+        }
       });
-      s.once('error', reject);
     });
-  }
-  const r = await fetch(target, { signal: AbortSignal.timeout(2000) });
-  return r.json();
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function callTcp(url) {
+  const port = Number(url.port);
+  const socket = await new Promise((resolve, reject) => {
+    if (!proxy) {
+      const s = connect(port, url.hostname, () => resolve(s));
+      s.once('error', reject);
+      return;
+    }
+    const req = request({
+      host: proxy.hostname,
+      port: Number(proxy.port),
+      method: 'CONNECT',
+      path: `${url.hostname}:${port}`,
+    });
+    req.on('connect', (res, s) =>
+      res.statusCode === 200
+        ? resolve(s)
+        : reject(new Error(`proxy: ${res.statusCode} ${res.headers['trellis-reason'] ?? ''}`)),
+    );
+    req.on('error', reject);
+    req.end();
+  });
+  return new Promise((resolve, reject) => {
+    socket.setTimeout(2000, () => socket.destroy(new Error('timeout')));
+    socket.once('data', (d) => {
+      resolve(String(d).trim());
+      socket.end();
+    });
+    socket.once('error', reject);
+    socket.write('ping\n');
+  });
 }

@@ -13,6 +13,7 @@ import { ConfigWatcher } from '../../controlplane/config-watcher.js';
 import { SnapshotCache } from '../../controlplane/snapshot-cache.js';
 import { AdsServer } from '../../xds/server/ads-server.js';
 import { HELP_FLAG, type Command } from '../command.js';
+import { hostPort } from '../host-port.js';
 
 /** The node proxies' SVIDs over SDS, from the CA in `dir`, with the Mesh's lifetime and trust domain. */
 function nodeSecrets(dir: string, paths: readonly string[]): NodeSecrets {
@@ -35,12 +36,6 @@ function defaultStateDir(configPath: string): string {
   } catch {
     return '.trellis';
   }
-}
-
-function hostPort(value: string, flag: string): { host: string; port: number } {
-  const m = /^(\[[0-9a-fA-F:]+\]|[^:\s]+):(\d{1,5})$/.exec(value);
-  if (!m || Number(m[2]) > 65535) throw new UsageError(`--${flag} ${JSON.stringify(value)} is not HOST:PORT`);
-  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
 }
 
 /** One structured log line on stderr. */

@@ -19,6 +19,8 @@ import type {
 import { parseGatewayDuration, parseGoDuration } from '../../util/duration.js';
 import { Snapshot, TYPE_URLS, xdsResource, type XdsResource } from '../snapshot.js';
 import { serverListeners } from './inbound.js';
+import { hboneAddress, nodeProxyResources, waypointMetadata } from './node-proxy.js';
+import { trellisMetadata } from '../struct.js';
 import { prioritize, type ClientLocality, type LocalityEndpoint } from './locality.js';
 export type { ClientLocality } from './locality.js';
 import { grpcRouteMatch, httpRouteMatch, istioMatch, type EnvoyObject } from './route-match.js';
@@ -56,6 +58,7 @@ interface Ctx {
   readonly routesByService: ReadonlyMap<string, readonly RouteModel[]>;
   readonly meshVsByHost: ReadonlyMap<string, MeshModel['virtualServices'][number]>;
   readonly clientLocality: ClientLocality | undefined;
+  readonly nodesByName: ReadonlyMap<string, MeshModel['nodes'][number]>;
 }
 
 function indexRoutes(model: MeshModel): {
@@ -108,6 +111,7 @@ export function proxylessSnapshot(model: MeshModel, options: ProxylessOptions = 
     rulesByHost: new Map(model.destinationRules.map((d) => [d.host, d])),
     ...indexRoutes(model),
     clientLocality: options.clientLocality,
+    nodesByName: new Map(model.nodes.map((n) => [n.name, n])),
   };
   const resources: XdsResource[] = [];
   const clusters = new Map<string, XdsResource>();
@@ -156,8 +160,18 @@ export function proxylessSnapshot(model: MeshModel, options: ProxylessOptions = 
     }
   }
   resources.push(...serverListeners(ctx.security));
+  resources.push(
+    ...nodeProxyResources({
+      model,
+      security: ctx.security,
+      routes: (routes) => gatewayRoutes(ctx, routes, GATEWAY_PORT, addCluster),
+    }),
+  );
   return new Snapshot([...resources, ...clusters.values()]);
 }
+
+/** Gateway backendRefs always name their port; this stands in for "the port the route is for". */
+const GATEWAY_PORT: ServicePortModel = { name: '', port: 0, protocol: 'HTTP', transport: 'TCP', targetPort: 0 };
 
 type AddCluster = (svc: ServiceModel, port: ServicePortModel, subset: string) => string;
 
@@ -199,6 +213,7 @@ function gatewayRoutes(
       if (!action) continue;
       const timeoutMs = rule.http?.timeouts?.request ? parseGatewayDuration(rule.http.timeouts.request) : undefined;
       if (timeoutMs) action.max_stream_duration = { max_stream_duration: duration(timeoutMs) };
+      const headerMods = headerModifiers(rule.http?.filters ?? rule.grpc?.filters);
       const matches = rule.http
         ? rule.http.matches.map((m) => ({ match: httpRouteMatch(m), key: precedence(m) }))
         : rule.grpc
@@ -207,7 +222,8 @@ function gatewayRoutes(
               key: [0, 0, 0, (m.headers ?? []).length, 0],
             }))
           : [{ match: { prefix: '/' }, key: [0, 0, 0, 0, 0] }];
-      for (const m of matches) out.push({ route: { match: m.match, route: action }, key: m.key, order: order++ });
+      for (const m of matches)
+        out.push({ route: { match: m.match, route: action, ...headerMods }, key: m.key, order: order++ });
     }
   }
   out.sort((a, b) => {
@@ -215,6 +231,42 @@ function gatewayRoutes(
     return a.order - b.order;
   });
   return out.map((c) => c.route);
+}
+
+type HeaderFilter = {
+  type: string;
+  requestHeaderModifier?: HeaderModifier;
+  responseHeaderModifier?: HeaderModifier;
+};
+type HeaderModifier = {
+  set?: readonly { name: string; value: string }[];
+  add?: readonly { name: string; value: string }[];
+  remove?: readonly string[];
+};
+
+/** Request/ResponseHeaderModifier filters -> the route's header mutations (set overwrites, add appends). */
+function headerModifiers(filters: readonly HeaderFilter[] | undefined): EnvoyObject {
+  const out: EnvoyObject = {};
+  const one = (m: HeaderModifier | undefined, dir: 'request' | 'response'): void => {
+    if (!m) return;
+    const add = [
+      ...(m.set ?? []).map((h) => ({
+        header: { key: h.name.toLowerCase(), value: h.value },
+        append_action: 'OVERWRITE_IF_EXISTS_OR_ADD',
+      })),
+      ...(m.add ?? []).map((h) => ({
+        header: { key: h.name.toLowerCase(), value: h.value },
+        append_action: 'APPEND_IF_EXISTS_OR_ADD',
+      })),
+    ];
+    if (add.length) out[`${dir}_headers_to_add`] = add;
+    if (m.remove?.length) out[`${dir}_headers_to_remove`] = m.remove.map((h) => h.toLowerCase());
+  };
+  for (const f of filters ?? []) {
+    if (f.type === 'RequestHeaderModifier') one(f.requestHeaderModifier, 'request');
+    if (f.type === 'ResponseHeaderModifier') one(f.responseHeaderModifier, 'response');
+  }
+  return out;
 }
 
 /** Gateway API tie-breaks: exact path, then longest path, then method, then most headers, then most query params. */
@@ -428,6 +480,16 @@ function cluster(ctx: Ctx, svc: ServiceModel, port: ServicePortModel, subset: st
   }
   const tls = clusterTls(ctx, svc, port, subset);
   if (tls) body.transport_socket = tls;
+  if (port.protocol === 'GRPC' || port.protocol === 'HTTP2') {
+    body.typed_extension_protocol_options = {
+      'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+        '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+        explicit_http_config: { http2_protocol_options: {} },
+      },
+    };
+  }
+  const waypoint = subset === '' ? waypointMetadata(ctx.model, svc, port.protocol) : undefined;
+  if (waypoint) body.metadata = waypoint;
   return xdsResource(TYPE_URLS.cluster, name, body);
 }
 
@@ -499,6 +561,10 @@ function endpoints(ctx: Ctx, svc: ServiceModel, port: ServicePortModel, subset: 
       health_status: 'HEALTHY',
       load_balancing_weight: entry.lbWeight,
     };
+    // Which node proxy terminates HBONE for it, and who it must be (Trellis' node proxies).
+    const node = e.node ? ctx.nodesByName.get(e.node) : undefined;
+    if (node)
+      entry.value.metadata = trellisMetadata({ node: node.name, hbone: hboneAddress(node), identity: e.identity });
     byAddress.set(key, entry);
     eps.push(entry);
   }

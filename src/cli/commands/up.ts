@@ -1,0 +1,286 @@
+// trellis up: the whole mesh of a config directory on this machine — the control plane (with
+// a CA), one node process per Mesh node, and the declared local workloads, each pointed at its
+// node's outbound proxy. Ctrl-C stops everything, workloads first.
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { formatDiagnostic } from '../../config/diagnostic.js';
+import { loadPaths } from '../../config/load.js';
+import { UsageError } from '../../errors.js';
+import { CertificateAuthority } from '../../identity/ca.js';
+import { CA_FILES, loadCa, saveCa } from '../../identity/ca-store.js';
+import { compileModel } from '../../model/compile.js';
+import type { MeshModel } from '../../model/mesh-model.js';
+import { parseGoDuration } from '../../util/duration.js';
+import { TYPE_URLS } from '../../xds/snapshot.js';
+import { proxylessSnapshot } from '../../xds/translate/proxyless.js';
+import { HELP_FLAG, type Command } from '../command.js';
+import { hostPort } from '../host-port.js';
+import type { Io } from '../output.js';
+import { Supervisor, waitForHttp, waitForPort } from '../supervisor.js';
+
+const TRELLIS_BIN = fileURLToPath(new URL('../../../../bin/trellis.js', import.meta.url));
+
+interface Lock {
+  readonly pid: number;
+  readonly started: string;
+  readonly config: string;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The outbound proxy address of each workload, from the node resources the control plane will serve. */
+function outboundProxies(model: MeshModel): Map<string, string> {
+  const out = new Map<string, string>();
+  const snap = proxylessSnapshot(model);
+  for (const w of model.workloads) {
+    if (!w.node) continue;
+    const l = snap.resources(TYPE_URLS.listener).get(`trellis/${w.node}/outbound/${w.namespace}/${w.name}`);
+    const sa = (l?.body.address as { socket_address?: { address: string; port_value: number } } | undefined)
+      ?.socket_address;
+    if (sa) out.set(w.id, `${sa.address}:${sa.port_value}`);
+  }
+  return out;
+}
+
+/** A curl the user can run against the first HTTP gateway listener with a route. */
+function tryCommands(model: MeshModel): string[] {
+  const out: string[] = [];
+  for (const gw of model.gateways) {
+    if (gw.role !== 'gateway' || !gw.address) continue;
+    for (const l of gw.listeners) {
+      if (l.protocol !== 'HTTP' || l.attachedRoutes === 0) continue;
+      const route = model.routes.find((r) => r.attachedTo.includes(`${gw.id}/${l.name}`));
+      const host = route?.hostnames.find((h) => !h.startsWith('*')) ?? l.hostname?.replace(/^\*\./, 'www.');
+      const path = '/call';
+      out.push(
+        host
+          ? `curl -s -H 'Host: ${host}' http://${gw.address}:${l.port}${path}`
+          : `curl -s http://${gw.address}:${l.port}${path}`,
+      );
+    }
+  }
+  return out;
+}
+
+export const upCommand: Command = {
+  name: 'up',
+  summary: 'Run a whole mesh on this machine: control plane, one node process per Mesh node, and the workloads',
+  usage: 'trellis up -f DIR [--state-dir DIR] [--xds-listen 127.0.0.1:15010] [--admin-listen 127.0.0.1:15014]',
+  flags: [
+    { name: 'config', short: 'f', type: 'list', valueName: 'DIR', description: 'config directory (or file)' },
+    {
+      name: 'state-dir',
+      type: 'string',
+      valueName: 'DIR',
+      description: 'CA, logs and the run lock (default: .trellis in the config directory)',
+    },
+    { name: 'xds-listen', type: 'string', valueName: 'HOST:PORT', description: 'default 127.0.0.1:15010' },
+    { name: 'admin-listen', type: 'string', valueName: 'HOST:PORT', description: 'default 127.0.0.1:15014' },
+    HELP_FLAG,
+  ],
+  async run(args, io) {
+    const paths = [...((args.flags.config as readonly string[] | undefined) ?? []), ...args.positionals];
+    if (paths.length === 0) throw new UsageError('trellis up needs -f DIR (for example: trellis up -f examples/shop)');
+    const xds = hostPort((args.flags['xds-listen'] as string | undefined) ?? '127.0.0.1:15010', 'xds-listen');
+    const admin = hostPort((args.flags['admin-listen'] as string | undefined) ?? '127.0.0.1:15014', 'admin-listen');
+    for (const p of paths) if (!existsSync(p)) throw new UsageError(`-f ${p}: no such file or directory`);
+    const first = resolve(paths[0]!);
+    const configDir = statSync(first).isDirectory() ? first : dirname(first);
+    const stateDir = resolve((args.flags['state-dir'] as string | undefined) ?? join(configDir, '.trellis'));
+
+    const loaded = loadPaths(paths);
+    const errors = loaded.diagnostics.filter((d) => d.severity === 'error');
+    if (errors.length > 0) {
+      for (const d of errors) io.err(formatDiagnostic(d));
+      io.err(
+        `trellis up: ${errors.length} error(s) in ${paths.join(', ')}; nothing started (trellis validate -f ... shows all)`,
+      );
+      return 1;
+    }
+    const model = compileModel(loaded.resources);
+    if (model.nodes.length === 0) {
+      io.err(
+        `trellis up: ${paths.join(', ')} declares no nodes: add spec.nodes to a trellis.dev/v1alpha1 Mesh (see examples/shop/mesh.yaml)`,
+      );
+      return 1;
+    }
+
+    mkdirSync(stateDir, { recursive: true });
+    const lockFile = join(stateDir, 'up.lock');
+    if (existsSync(lockFile)) {
+      try {
+        const lock = JSON.parse(readFileSync(lockFile, 'utf8')) as Lock;
+        if (alive(lock.pid)) {
+          io.err(
+            `trellis up is already running for ${lock.config} (pid ${lock.pid}, since ${lock.started}); stop it with Ctrl-C in its terminal, or: kill ${lock.pid}`,
+          );
+          return 1;
+        }
+      } catch {
+        // An unreadable lock is stale.
+      }
+    }
+    writeFileSync(lockFile, JSON.stringify({ pid: process.pid, started: new Date().toISOString(), config: configDir }));
+
+    const caDir = join(stateDir, 'ca');
+    if (!existsSync(join(caDir, CA_FILES.caCert))) {
+      const ca = CertificateAuthority.createRoot({
+        trustDomain: model.mesh.trustDomain,
+        ttlMs: parseGoDuration(model.mesh.certificates.rootTTL) ?? 87_600 * 3_600_000,
+      });
+      saveCa(ca, caDir);
+    } else if (loadCa(caDir).trustDomain !== model.mesh.trustDomain) {
+      io.err(`trellis up: ${caDir} holds a CA for another trust domain; remove it or use --state-dir`);
+      rmSync(lockFile, { force: true });
+      return 1;
+    }
+
+    const sup = new Supervisor(join(stateDir, 'logs'));
+    let stopping = false;
+    sup.onExit = (p, code, signal) => {
+      if (!stopping) io.err(`trellis up: ${p.name} exited (${signal ?? `code ${code}`}); its log: ${p.log}`);
+    };
+    const stop = async (): Promise<void> => {
+      stopping = true;
+      await sup.stopAll();
+      rmSync(lockFile, { force: true });
+    };
+    try {
+      await startAll(sup, io, { paths, model, stateDir, caDir, xds, admin, configDir });
+    } catch (e) {
+      io.err(`trellis up: ${(e as Error).message}; stopping what was started`);
+      await stop();
+      return 1;
+    }
+    await new Promise<void>((done) => {
+      process.once('SIGINT', () => done());
+      process.once('SIGTERM', () => done());
+    });
+    io.out('trellis up: stopping (workloads, nodes, control plane)...');
+    await stop();
+    io.out('trellis up: stopped');
+    return 0;
+  },
+};
+
+async function startAll(
+  sup: Supervisor,
+  io: Io,
+  o: {
+    paths: readonly string[];
+    model: MeshModel;
+    stateDir: string;
+    caDir: string;
+    xds: { host: string; port: number };
+    admin: { host: string; port: number };
+    configDir: string;
+  },
+): Promise<void> {
+  const node = process.execPath;
+  const cp = sup.start('controlplane', [
+    node,
+    TRELLIS_BIN,
+    'controlplane',
+    ...o.paths.flatMap((p) => ['--config', p]),
+    '--ca',
+    o.caDir,
+    '--state-dir',
+    o.stateDir,
+    '--xds-listen',
+    `${o.xds.host}:${o.xds.port}`,
+    '--admin-listen',
+    `${o.admin.host}:${o.admin.port}`,
+  ]);
+  await waitForPort(o.xds.host, o.xds.port, 20_000, () => !cp.exited).catch((e: Error) => {
+    throw new Error(`the control plane did not start (${e.message}); see ${cp.log}`);
+  });
+
+  const nodes = o.model.nodes.map((n) => {
+    const p = sup.start(
+      n.name,
+      [
+        node,
+        TRELLIS_BIN,
+        'node',
+        '--name',
+        n.name,
+        '--xds',
+        `${o.xds.host}:${o.xds.port}`,
+        '--metrics-listen',
+        `${n.address}:${n.ports.metrics}`,
+      ],
+      { stdoutFile: `${n.name}.flows.jsonl` },
+    );
+    return { n, p };
+  });
+  for (const { n, p } of nodes) {
+    await waitForHttp(`http://${n.address}:${n.ports.metrics}/healthz/ready`, 30_000, () => !p.exited).catch(
+      (e: Error) => {
+        throw new Error(`node ${n.name} did not become ready (${e.message}); see ${p.log}`);
+      },
+    );
+  }
+
+  const proxies = outboundProxies(o.model);
+  const started: string[] = [];
+  const waits: Promise<void>[] = [];
+  for (const w of o.model.workloads) {
+    if (!w.command || !w.node) continue;
+    const proxy = proxies.get(w.id);
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      ...(proxy ? { HTTP_PROXY: `http://${proxy}`, http_proxy: `http://${proxy}` } : {}),
+      TRELLIS_NODE: w.node,
+      TRELLIS_IDENTITY: w.identity,
+    };
+    for (const e of w.env ?? []) env[e.name] = e.value;
+    const cwd = w.workingDir ? resolve(o.configDir, w.workingDir) : o.configDir;
+    const argv = w.command[0] === 'node' ? [process.execPath, ...w.command.slice(1)] : [...w.command];
+    const proc = sup.start(`${w.namespace}.${w.name}`, argv, { cwd, env });
+    waits.push(
+      ...[...new Set(Object.values(w.ports))].map((port) =>
+        waitForPort(w.address, port, 20_000, () => !proc.exited).catch((e: Error) =>
+          io.err(
+            `trellis up: workload ${w.namespace}/${w.name} is not serving ${w.address}:${port} (${e.message}); see ${proc.log}`,
+          ),
+        ),
+      ),
+    );
+    started.push(
+      `  ${w.namespace}/${w.name}`.padEnd(28) +
+        `on ${w.node}, serves ${w.address}:${Object.values(w.ports).join(',')}, HTTP_PROXY=${proxy ?? '-'}`,
+    );
+  }
+
+  await Promise.all(waits);
+  io.out(`trellis up: ${o.configDir}`);
+  io.out(`  control plane        xDS ${o.xds.host}:${o.xds.port}, admin http://${o.admin.host}:${o.admin.port}`);
+  for (const { n } of nodes) {
+    const gws = n.gateways.map((g) => g.split('/').slice(1).join('/')).join(', ');
+    io.out(
+      `  node ${n.name}`.padEnd(23) +
+        ` HBONE ${n.address}:${n.ports.hbone}, metrics http://${n.address}:${n.ports.metrics}/metrics${gws ? `, runs ${gws}` : ''}`,
+    );
+  }
+  for (const gw of o.model.gateways) {
+    if (gw.role !== 'gateway' || !gw.address) continue;
+    for (const l of gw.listeners)
+      io.out(`  gateway ${gw.namespace}/${gw.name}`.padEnd(23) + ` ${l.protocol} ${gw.address}:${l.port}`);
+  }
+  for (const s of started) io.out(s);
+  io.out(`  logs                 ${join(o.stateDir, 'logs')} (flow records: <node>.flows.jsonl)`);
+  const tries = tryCommands(o.model);
+  if (tries.length) {
+    io.out('Try:');
+    for (const t of tries) io.out(`  ${t}`);
+  }
+  io.out('Ctrl-C stops everything.');
+}

@@ -1,0 +1,53 @@
+// envoy.filters.http.rbac: the AuthorizationPolicies a listener's HCM carries (a waypoint's
+// per-service chains, a gateway's port), evaluated per request with the caller's verified
+// SPIFFE ID and the HTTP attributes. Denied: 403 "RBAC: access denied" (Envoy's reply).
+import { compileRbacFilters, type CompiledRbac } from '../../rbac/evaluate.js';
+import type { EnvoyObject } from '../config.js';
+import type { HttpFilterFactory } from '../filter.js';
+import { joined } from '../headers.js';
+
+const DENIED = {
+  status: 403,
+  body: 'RBAC: access denied',
+  flag: 'RBAC',
+  details: 'rbac_access_denied_matched_policy',
+} as const;
+
+/** `httpFiltersFor(routeConfig)`: the HCM http_filters of the chain that routes with it. */
+export function rbacFilter(httpFiltersFor: (routeConfig: string) => readonly EnvoyObject[]): HttpFilterFactory {
+  return {
+    name: 'envoy.filters.http.rbac',
+    create() {
+      const compiled = new Map<string, CompiledRbac>();
+      const rbacFor = (routeConfig: string): CompiledRbac => {
+        let c = compiled.get(routeConfig);
+        if (!c) compiled.set(routeConfig, (c = compileRbacFilters(httpFiltersFor(routeConfig), 'l7')));
+        return c;
+      };
+      return {
+        onRequest(ctx) {
+          const rbac = rbacFor(ctx.routeConfig);
+          if (rbac.empty) return undefined;
+          const decision = rbac.evaluate({
+            ...(ctx.peer.identity ? { principal: ctx.peer.identity } : {}),
+            ...(ctx.peer.address ? { sourceIp: ctx.peer.address } : {}),
+            http: {
+              method: ctx.method,
+              path: ctx.path,
+              host: ctx.authority,
+              header: (name) =>
+                name === ':path'
+                  ? ctx.path
+                  : name === ':method'
+                    ? ctx.method
+                    : name === ':authority' || name === 'host'
+                      ? ctx.authority
+                      : joined(ctx.headers[name]),
+            },
+          });
+          return decision.allowed ? undefined : DENIED;
+        },
+      };
+    },
+  };
+}

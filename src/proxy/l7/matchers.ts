@@ -1,0 +1,187 @@
+// Envoy matchers compiled to closures once per config: StringMatcher, HeaderMatcher,
+// QueryParameterMatcher and the RouteMatch path specifiers. Nothing here allocates per request
+// except what a regex test does.
+import { L7ConfigError, bool, num, obj, oneof, str, type EnvoyObject } from './config.js';
+
+export type StringPredicate = (value: string) => boolean;
+
+/**
+ * RE2 pattern -> JS RegExp matching the whole input (Envoy's safe_regex is a full match).
+ * RE2's `(?P<name>` becomes `(?<name>`; a leading `(?i)` becomes the `i` flag.
+ */
+export function compileRegex(pattern: string, ignoreCase = false): RegExp {
+  let source = pattern;
+  let flags = ignoreCase ? 'i' : '';
+  if (source.startsWith('(?i)')) {
+    source = source.slice(4);
+    flags = 'i';
+  }
+  source = source.replace(/\(\?P</g, '(?<');
+  try {
+    return new RegExp(`^(?:${source})$`, flags);
+  } catch (e) {
+    throw new L7ConfigError(`invalid regex ${JSON.stringify(pattern)}: ${(e as Error).message}`);
+  }
+}
+
+/** envoy.type.matcher.v3.RegexMatcher -> RegExp ({regex} or a bare string). */
+export function regexOf(v: unknown, ignoreCase = false): RegExp {
+  const o = obj(v);
+  const pattern = o ? str(o.regex) : str(v);
+  if (pattern === undefined) throw new L7ConfigError('safe_regex without regex');
+  return compileRegex(pattern, ignoreCase);
+}
+
+/** envoy.type.matcher.v3.StringMatcher. */
+export function stringMatcher(m: EnvoyObject): StringPredicate {
+  const ic = bool(m.ignore_case) === true;
+  const kind = oneof(m, ['exact', 'prefix', 'suffix', 'contains', 'safe_regex'] as const);
+  if (kind === 'safe_regex') {
+    const re = regexOf(m.safe_regex, ic);
+    return (v) => re.test(v);
+  }
+  if (kind === undefined) throw new L7ConfigError('string matcher without a match pattern');
+  const raw = str(m[kind]) ?? '';
+  const want = ic ? raw.toLowerCase() : raw;
+  const norm: (v: string) => string = ic ? (v) => v.toLowerCase() : (v) => v;
+  switch (kind) {
+    case 'exact':
+      return ic ? (v) => v.toLowerCase() === want : (v) => v === want;
+    case 'prefix':
+      return (v) => norm(v).startsWith(want);
+    case 'suffix':
+      return (v) => norm(v).endsWith(want);
+    case 'contains':
+      return (v) => norm(v).includes(want);
+  }
+}
+
+/** What a request offers matchers: header values by lowercase name, pseudo-headers included. */
+export interface MatchInput {
+  /** The value of a header (`:method`, `:authority`, `:path`, `:scheme` too); multiple values joined by ",". */
+  header(name: string): string | undefined;
+  /** The first value of a query parameter (not decoded, as Envoy), '' when present without a value. */
+  queryParam(name: string): string | undefined;
+  readonly isGrpc: boolean;
+}
+
+export type RequestPredicate = (input: MatchInput) => boolean;
+
+/** envoy.config.route.v3.HeaderMatcher (current string_match and the legacy *_match fields). */
+export function headerMatcher(h: EnvoyObject): RequestPredicate {
+  const name = (str(h.name) ?? '').toLowerCase();
+  if (!name) throw new L7ConfigError('header matcher without a name');
+  const invert = bool(h.invert_match) === true;
+  const missingAsEmpty = bool(h.treat_missing_header_as_empty) === true;
+  const kind = oneof(h, [
+    'string_match',
+    'exact_match',
+    'safe_regex_match',
+    'prefix_match',
+    'suffix_match',
+    'contains_match',
+    'present_match',
+    'range_match',
+  ] as const);
+  let test: StringPredicate;
+  switch (kind) {
+    case 'present_match': {
+      // present_match: false matches an absent header (Envoy v3 semantics).
+      const want = bool(h.present_match) !== false;
+      return (input) => ((input.header(name) !== undefined) === want) !== invert;
+    }
+    case undefined: {
+      // No specifier: the header must be present.
+      return (input) => (input.header(name) !== undefined) !== invert;
+    }
+    case 'string_match':
+      test = stringMatcher(obj(h.string_match) ?? {});
+      break;
+    case 'safe_regex_match': {
+      const re = regexOf(h.safe_regex_match);
+      test = (v) => re.test(v);
+      break;
+    }
+    case 'range_match': {
+      const r = obj(h.range_match) ?? {};
+      const start = num(r.start) ?? 0;
+      const end = num(r.end) ?? 0;
+      test = (v) => {
+        if (!/^-?\d+$/.test(v)) return false;
+        const n = Number(v);
+        return n >= start && n < end;
+      };
+      break;
+    }
+    default: {
+      const legacy = {
+        exact_match: 'exact',
+        prefix_match: 'prefix',
+        suffix_match: 'suffix',
+        contains_match: 'contains',
+      };
+      test = stringMatcher({ [legacy[kind]]: h[kind] });
+    }
+  }
+  // A missing header never matches, inverted or not (Envoy), unless treated as empty.
+  return (input) => {
+    const v = input.header(name) ?? (missingAsEmpty ? '' : undefined);
+    return v !== undefined && test(v) !== invert;
+  };
+}
+
+/** envoy.config.route.v3.QueryParameterMatcher. */
+export function queryParameterMatcher(q: EnvoyObject): RequestPredicate {
+  const name = str(q.name);
+  if (!name) throw new L7ConfigError('query parameter matcher without a name');
+  if (q.present_match !== undefined && q.present_match !== null) {
+    const want = bool(q.present_match) !== false;
+    return (input) => (input.queryParam(name) !== undefined) === want;
+  }
+  const sm = obj(q.string_match);
+  // Neither: the parameter must be present.
+  if (!sm) return (input) => input.queryParam(name) !== undefined;
+  const test = stringMatcher(sm);
+  return (input) => {
+    const v = input.queryParam(name);
+    return v !== undefined && test(v);
+  };
+}
+
+/**
+ * The RouteMatch path specifier -> a predicate on the path without its query string.
+ * `case_sensitive: false` lower-cases both sides (Envoy ignores it for safe_regex).
+ */
+export function pathMatcher(m: EnvoyObject): StringPredicate {
+  const caseSensitive = bool(m.case_sensitive) !== false;
+  const kind = oneof(m, ['prefix', 'path', 'safe_regex', 'path_separated_prefix', 'connect_matcher'] as const);
+  const fold = (s: string) => (caseSensitive ? s : s.toLowerCase());
+  switch (kind) {
+    case 'prefix': {
+      const p = fold(str(m.prefix) ?? '');
+      if (p === '' || p === '/') return p === '' ? () => true : (path) => path.charCodeAt(0) === 47;
+      return caseSensitive ? (path) => path.startsWith(p) : (path) => path.toLowerCase().startsWith(p);
+    }
+    case 'path': {
+      const p = fold(str(m.path) ?? '');
+      return caseSensitive ? (path) => path === p : (path) => path.toLowerCase() === p;
+    }
+    case 'safe_regex': {
+      const re = regexOf(m.safe_regex);
+      return (path) => re.test(path);
+    }
+    case 'path_separated_prefix': {
+      // Whole segments: "/v1" matches "/v1" and "/v1/x", not "/v1x"; Envoy refuses a trailing "/".
+      const p = fold(str(m.path_separated_prefix) ?? '');
+      if (p.endsWith('/')) throw new L7ConfigError(`path_separated_prefix ${JSON.stringify(p)} ends with "/"`);
+      return (path) => {
+        const v = fold(path);
+        return v.startsWith(p) && (v.length === p.length || v.charCodeAt(p.length) === 47);
+      };
+    }
+    case 'connect_matcher':
+      return () => false;
+    default:
+      throw new L7ConfigError('route match without a path specifier');
+  }
+}

@@ -1,0 +1,229 @@
+// What one node process must run, read from the xDS it holds (pure): its HBONE listener,
+// local workloads' outbound proxies and inbound ports (with their L4 authorization), its
+// gateways and waypoints; and how to reach a destination (endpoint node or waypoint).
+import { readTrellisMetadata } from '../../xds/struct.js';
+import { compileRbacFilters, type CompiledRbac } from '../rbac/evaluate.js';
+import type { EnvoyObject, XdsState } from '../xds-client.js';
+
+export interface Bind {
+  readonly address: string;
+  readonly port: number;
+}
+
+export interface OutboundListener extends Bind {
+  readonly name: string;
+  readonly workload: string;
+  readonly identity: string;
+}
+
+export interface InboundPort extends Bind {
+  readonly workload: string;
+  readonly identity: string;
+  readonly rbac: CompiledRbac;
+}
+
+export interface L7Role {
+  readonly name: string;
+  readonly role: 'gateway' | 'waypoint';
+  readonly gateway: string;
+  readonly identity: string;
+  readonly bind?: Bind;
+  /** Gateway: the route config of the port. Waypoint: authority ("host:port") -> route config and HTTP filters. */
+  readonly chains: ReadonlyMap<string, { readonly routeConfig: string; readonly httpFilters: readonly EnvoyObject[] }>;
+}
+
+export interface NodeConfig {
+  readonly node: string;
+  readonly hbone?: Bind;
+  readonly outbound: readonly OutboundListener[];
+  /** By "ip:port". */
+  readonly inbound: ReadonlyMap<string, InboundPort>;
+  readonly l7: readonly L7Role[];
+  /** Every identity this node answers or calls as. */
+  readonly identities: readonly string[];
+}
+
+function bindOf(l: EnvoyObject): Bind | undefined {
+  const sa = (l.address as { socket_address?: { address?: string; port_value?: number | string } } | undefined)
+    ?.socket_address;
+  if (!sa?.address || sa.port_value === undefined) return undefined;
+  return { address: sa.address, port: Number(sa.port_value) };
+}
+
+function str(v: unknown): string {
+  return typeof v === 'string' ? v : '';
+}
+
+function hcmOf(chain: EnvoyObject): { routeConfig: string; httpFilters: EnvoyObject[] } | undefined {
+  for (const f of (chain.filters as EnvoyObject[] | undefined) ?? []) {
+    const tc = f.typed_config as EnvoyObject | undefined;
+    const rds = tc?.rds as { route_config_name?: string } | undefined;
+    if (rds?.route_config_name) {
+      return {
+        routeConfig: rds.route_config_name,
+        httpFilters: ((tc?.http_filters as EnvoyObject[] | undefined) ?? []).filter(
+          (h) => h.name !== 'envoy.filters.http.router',
+        ),
+      };
+    }
+  }
+  return undefined;
+}
+
+export function nodeConfig(node: string, state: XdsState): NodeConfig {
+  const prefix = `trellis/${node}/`;
+  let hbone: Bind | undefined;
+  const outbound: OutboundListener[] = [];
+  const inbound = new Map<string, InboundPort>();
+  const l7: L7Role[] = [];
+  const identities = new Set<string>();
+  for (const [name, l] of state.listeners) {
+    if (!name.startsWith(prefix)) continue;
+    const md = readTrellisMetadata(l);
+    const role = str(md.role);
+    const identity = str(md.identity);
+    if (identity) identities.add(identity);
+    const bind = bindOf(l);
+    const chains = (l.filter_chains as EnvoyObject[] | undefined) ?? [];
+    if (role === 'hbone') hbone = bind;
+    else if (role === 'outbound' && bind) outbound.push({ name, ...bind, workload: str(md.workload), identity });
+    else if (role === 'inbound' && bind) {
+      const filters = chains.flatMap((c) => (c.filters as EnvoyObject[] | undefined) ?? []);
+      inbound.set(`${bind.address}:${bind.port}`, {
+        ...bind,
+        workload: str(md.workload),
+        identity,
+        rbac: compileRbacFilters(filters, 'l4'),
+      });
+    } else if (role === 'gateway' || role === 'waypoint') {
+      const map = new Map<string, { routeConfig: string; httpFilters: EnvoyObject[] }>();
+      for (const c of chains) {
+        const h = hcmOf(c);
+        if (h) map.set(role === 'waypoint' ? str(c.name) : '*', h);
+      }
+      l7.push({
+        name,
+        role,
+        gateway: str(md.gateway),
+        identity,
+        ...(role === 'gateway' && bind ? { bind } : {}),
+        chains: map,
+      });
+    }
+  }
+  outbound.sort((a, b) => (a.name < b.name ? -1 : 1));
+  return {
+    node,
+    ...(hbone ? { hbone } : {}),
+    outbound,
+    inbound,
+    l7,
+    identities: [...identities].sort(),
+  };
+}
+
+/** SDS names a node needs: each identity's SVID and its trust domain's bundle. */
+export function secretNamesFor(node: string, state: XdsState): string[] {
+  const names = new Set<string>();
+  for (const id of nodeConfig(node, state).identities) {
+    names.add(`spiffe:${id}`);
+    const td = /^spiffe:\/\/[^/]+/.exec(id)?.[0];
+    if (td) names.add(`spiffe-bundle:${td}`);
+  }
+  return [...names];
+}
+
+/** Where a tunnelled connection goes. */
+export type Route =
+  | {
+      readonly kind: 'hbone';
+      readonly peer: string;
+      readonly authority: string;
+      readonly identity: string;
+      readonly service?: string;
+      readonly via: 'hbone' | 'waypoint';
+    }
+  | { readonly kind: 'direct'; readonly address: string; readonly port: number; readonly service?: string }
+  | { readonly kind: 'refused'; readonly reason: string };
+
+interface Ep {
+  readonly address: string;
+  readonly port: number;
+  readonly hbone?: string;
+  readonly identity?: string;
+}
+
+/** host:port -> a route; round robin over a cluster's endpoints (lowest priority with endpoints). */
+export class Resolver {
+  readonly #state: XdsState;
+  readonly #rr = new Map<string, number>();
+  /** "ip:port" -> the endpoint (for callers that dial a workload address directly). */
+  readonly #byAddress = new Map<string, Ep>();
+
+  constructor(state: XdsState) {
+    this.#state = state;
+    for (const cla of state.endpoints.values())
+      for (const ep of endpointsOf(cla)) this.#byAddress.set(`${ep.address}:${ep.port}`, ep);
+  }
+
+  resolve(host: string, port: number): Route {
+    const key = `${host}:${port}`;
+    const direct = this.#byAddress.get(key);
+    if (direct) return this.#toEndpoint(direct, undefined, false);
+    const clusterName = `outbound|${port}||${host}`;
+    const cluster = this.#state.clusters.get(clusterName);
+    if (!cluster) return { kind: 'refused', reason: `no-such-service` };
+    const md = readTrellisMetadata(cluster);
+    if (typeof md.waypoint === 'string' && typeof md.hbone === 'string' && typeof md.identity === 'string') {
+      return { kind: 'hbone', peer: md.hbone, authority: key, identity: md.identity, service: host, via: 'waypoint' };
+    }
+    const svcName = (cluster.eds_cluster_config as { service_name?: string } | undefined)?.service_name || clusterName;
+    const eps = endpointsOf(this.#state.endpoints.get(svcName));
+    if (eps.length === 0) return { kind: 'refused', reason: 'no-healthy-upstream' };
+    const i = (this.#rr.get(clusterName) ?? 0) % eps.length;
+    this.#rr.set(clusterName, i + 1);
+    return this.#toEndpoint(eps[i]!, host, cluster.transport_socket !== undefined);
+  }
+
+  #toEndpoint(ep: Ep, service: string | undefined, tls: boolean): Route {
+    if (ep.hbone && ep.identity) {
+      return {
+        kind: 'hbone',
+        peer: ep.hbone,
+        authority: `${ep.address}:${ep.port}`,
+        identity: ep.identity,
+        ...(service ? { service } : {}),
+        via: 'hbone',
+      };
+    }
+    // No node proxy in front of it: plaintext only where the mesh does not require mTLS.
+    if (tls) return { kind: 'refused', reason: 'mtls-required-but-no-node-proxy' };
+    return { kind: 'direct', address: ep.address, port: ep.port, ...(service ? { service } : {}) };
+  }
+}
+
+function endpointsOf(cla: EnvoyObject | undefined): Ep[] {
+  if (!cla) return [];
+  const groups = ((cla.endpoints as EnvoyObject[] | undefined) ?? [])
+    .map((g) => ({ priority: Number(g.priority ?? 0), eps: (g.lb_endpoints as EnvoyObject[] | undefined) ?? [] }))
+    .filter((g) => g.eps.length > 0)
+    .sort((a, b) => a.priority - b.priority);
+  const first = groups[0];
+  if (!first) return [];
+  const out: Ep[] = [];
+  for (const e of first.eps) {
+    const status = String(e.health_status ?? 'HEALTHY');
+    if (status === 'UNHEALTHY' || status === 'DRAINING') continue;
+    const sa = ((e.endpoint as EnvoyObject | undefined)?.address as EnvoyObject | undefined)?.socket_address as
+      { address?: string; port_value?: number | string } | undefined;
+    if (!sa?.address) continue;
+    const md = readTrellisMetadata(e);
+    out.push({
+      address: sa.address,
+      port: Number(sa.port_value),
+      ...(typeof md.hbone === 'string' ? { hbone: md.hbone } : {}),
+      ...(typeof md.identity === 'string' && md.identity ? { identity: md.identity } : {}),
+    });
+  }
+  return out;
+}

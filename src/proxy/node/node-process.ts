@@ -1,0 +1,609 @@
+// One node process: the node proxy (ztunnel's role: HBONE in and out, L4 authorization,
+// outbound proxies for local workloads) and the L7 engines of the gateways and waypoints
+// placed on this node. Configured only by xDS; each update is applied as a whole, and a
+// listener that cannot bind is reported while the rest keep serving.
+import {
+  createServer as createHttpServer,
+  request as httpRequest,
+  Agent,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import { connect as netConnect, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Http2SecureServer, ServerHttp2Stream } from 'node:http2';
+import { L4Metrics, type FlowRecord } from '../../observe/flows.js';
+import { Credentials, sniFor } from '../hbone/credentials.js';
+import { HbonePool, splitHostPort, TunnelError, type TunnelTarget } from '../hbone/client.js';
+import { createHboneServer, type TunnelRequest } from '../hbone/server.js';
+import { defaultFilters, L7Engine } from '../l7/engine.js';
+import { rbacFilter } from '../l7/filters/rbac.js';
+import type { UpstreamTarget } from '../l7/upstream.js';
+import { socketLike } from '../socket-like.js';
+import { XdsClient, type XdsState } from '../xds-client.js';
+import { readTrellisMetadata } from '../../xds/struct.js';
+import { nodeConfig, Resolver, secretNamesFor, type Bind, type NodeConfig, type Route } from './node-config.js';
+
+export interface NodeProcessOptions {
+  readonly node: string;
+  readonly xds: string;
+  /** Flow records, one per connection (default: JSON lines on stdout). */
+  readonly onFlow?: (f: FlowRecord) => void;
+  readonly log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  /** Where /metrics and /healthz/ready are served ("ip:port"); default the node's metrics port is not known here. */
+  readonly metricsListen?: Bind;
+}
+
+interface Running {
+  readonly key: string;
+  close(): Promise<void>;
+}
+
+function closeServer(s: Server | Http2SecureServer): Promise<void> {
+  return new Promise((resolve) => {
+    s.close(() => resolve());
+    (s as Server).closeAllConnections?.();
+  });
+}
+
+function listen(server: Server | Http2SecureServer, bind: Bind): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(bind.port, bind.address, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+const HOP_BY_HOP = new Set([
+  'proxy-connection',
+  'proxy-authorization',
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'upgrade',
+  'te',
+  'trailer',
+]);
+
+export class NodeProcess {
+  readonly #opts: NodeProcessOptions;
+  readonly #xds: XdsClient;
+  readonly metrics = new L4Metrics();
+  #credentials = new Credentials();
+  #config: NodeConfig | undefined;
+  #resolver: Resolver | undefined;
+  #state: XdsState | undefined;
+  readonly #pool = new HbonePool(() => this.#credentials);
+  #hbone: { key: string; server: Http2SecureServer } | undefined;
+  readonly #outbound = new Map<string, Running>();
+  readonly #engines = new Map<string, { engine: L7Engine; listener?: Running; key: string }>();
+  readonly #agents = new Map<string, Agent>();
+  #metricsServer: Server | undefined;
+  #applying: Promise<void> = Promise.resolve();
+  #closed = false;
+
+  constructor(opts: NodeProcessOptions) {
+    this.#opts = opts;
+    this.#xds = new XdsClient({
+      server: opts.xds,
+      nodeId: opts.node,
+      secretNames: (s) => secretNamesFor(opts.node, s),
+      onUpdate: (s) => {
+        this.#state = s;
+        this.#applying = this.#applying
+          .then(() => this.#apply(s))
+          .catch((e: unknown) => this.#log('error', 'applying configuration failed', { error: String(e) }));
+      },
+      log: (level, msg, fields) => this.#log(level, msg, fields),
+    });
+  }
+
+  #log(level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void {
+    if (this.#opts.log) this.#opts.log(level, msg, fields);
+    else
+      process.stderr.write(
+        `${JSON.stringify({ time: new Date().toISOString(), level, component: 'node', node: this.#opts.node, msg, ...fields })}\n`,
+      );
+  }
+
+  #flow(f: Omit<FlowRecord, 'time' | 'node'>, phase: 'open' | 'close' | 'once'): void {
+    const rec: FlowRecord = { time: new Date().toISOString(), node: this.#opts.node, ...f };
+    if (phase !== 'close') this.metrics.record(rec, 'open');
+    if (phase !== 'open') {
+      this.metrics.record(rec, 'close');
+      if (this.#opts.onFlow) this.#opts.onFlow(rec);
+      else process.stdout.write(`${JSON.stringify({ type: 'flow', ...rec })}\n`);
+    }
+  }
+
+  /** Starts; resolves once the first complete configuration is applied (or after `warmMs`). */
+  async start(warmMs = 10_000): Promise<void> {
+    this.#xds.start();
+    if (this.#opts.metricsListen) {
+      this.#metricsServer = createHttpServer((req, res) => {
+        if (req.url === '/metrics') {
+          res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+          res.end(this.metrics.render());
+        } else if (req.url === '/healthz/ready') {
+          res.writeHead(this.#config ? 200 : 503);
+          res.end(this.#config ? 'ready\n' : 'warming\n');
+        } else {
+          res.writeHead(404);
+          res.end();
+        }
+      });
+      await listen(this.#metricsServer, this.#opts.metricsListen);
+    }
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.#xds.ready, new Promise((r) => (timer = setTimeout(r, warmMs)))]);
+    clearTimeout(timer);
+    await this.#applying;
+  }
+
+  get config(): NodeConfig | undefined {
+    return this.#config;
+  }
+
+  async #apply(state: XdsState): Promise<void> {
+    if (this.#closed) return;
+    const cfg = nodeConfig(this.#opts.node, state);
+    this.#credentials = Credentials.fromSecrets(state.secrets);
+    this.#resolver = new Resolver(state);
+    this.#config = cfg;
+    await this.#applyHbone(cfg);
+    await this.#applyOutbound(cfg);
+    await this.#applyL7(cfg, state);
+  }
+
+  async #applyHbone(cfg: NodeConfig): Promise<void> {
+    const key = cfg.hbone ? `${cfg.hbone.address}:${cfg.hbone.port}` : '';
+    if (this.#hbone?.key === key) return;
+    if (this.#hbone) await closeServer(this.#hbone.server);
+    this.#hbone = undefined;
+    if (!cfg.hbone) return;
+    const server = createHboneServer({
+      credentials: () => this.#credentials,
+      identityForSni: (sni) =>
+        this.#config?.identities.find(
+          (id) => this.#credentials.contextForSni(sni) !== undefined && sniMatches(sni, id),
+        ),
+      onTunnel: (t) => this.#onTunnel(t),
+      onRefused: (r) =>
+        this.#flow(
+          {
+            direction: 'inbound',
+            verdict: 'DENIED',
+            reason: r.reason,
+            source: { address: r.peerAddress },
+            destination: {},
+            via: 'hbone',
+          },
+          'once',
+        ),
+    });
+    try {
+      await listen(server, cfg.hbone);
+      this.#hbone = { key, server };
+      this.#log('info', 'HBONE listening', { address: key });
+    } catch (e) {
+      this.#log('error', 'HBONE listener failed', { address: key, error: String(e) });
+    }
+  }
+
+  async #applyOutbound(cfg: NodeConfig): Promise<void> {
+    const wanted = new Map(cfg.outbound.map((o) => [`${o.name}@${o.address}:${o.port}@${o.identity}`, o]));
+    for (const [key, r] of this.#outbound) {
+      if (!wanted.has(key)) {
+        this.#outbound.delete(key);
+        await r.close();
+      }
+    }
+    for (const [key, o] of wanted) {
+      if (this.#outbound.has(key)) continue;
+      const server = createHttpServer((req, res) => this.#forwardHttp(req, res, o.identity, o.workload));
+      server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) =>
+        this.#forwardConnect(req, socket, head, o.identity, o.workload),
+      );
+      server.keepAliveTimeout = 60_000;
+      try {
+        await listen(server, o);
+        this.#outbound.set(key, { key, close: () => closeServer(server) });
+        this.#log('info', 'outbound proxy listening', { workload: o.workload, address: `${o.address}:${o.port}` });
+      } catch (e) {
+        this.#log('error', 'outbound proxy failed to listen', {
+          workload: o.workload,
+          address: `${o.address}:${o.port}`,
+          error: String(e),
+        });
+      }
+    }
+  }
+
+  async #applyL7(cfg: NodeConfig, state: XdsState): Promise<void> {
+    const l7config = { routes: state.routes, clusters: state.clusters, endpoints: state.endpoints };
+    const wanted = new Set(cfg.l7.map((r) => r.name));
+    for (const [name, e] of this.#engines) {
+      if (wanted.has(name)) continue;
+      this.#engines.delete(name);
+      await e.listener?.close();
+      await e.engine.close();
+    }
+    for (const role of cfg.l7) {
+      const key = `${role.identity}@${role.bind ? `${role.bind.address}:${role.bind.port}` : ''}@${[...role.chains.values()].map((c) => c.routeConfig).join(',')}`;
+      let entry = this.#engines.get(role.name);
+      if (entry && entry.key !== key) {
+        await entry.listener?.close();
+        await entry.engine.close();
+        entry = undefined;
+      }
+      if (!entry) {
+        const identity = role.identity;
+        const name = role.name;
+        const policies = (routeConfig: string) => {
+          const r = this.#config?.l7.find((x) => x.name === name);
+          for (const c of r?.chains.values() ?? []) if (c.routeConfig === routeConfig) return c.httpFilters;
+          return [];
+        };
+        const engine = new L7Engine({
+          identity,
+          connector: (t) => this.#l7Connect(t, identity),
+          filters: [rbacFilter(policies), ...defaultFilters()],
+        });
+        entry = { engine, key };
+        this.#engines.set(role.name, entry);
+        const chain = role.chains.get('*');
+        if (role.role === 'gateway' && role.bind && chain) {
+          try {
+            const l = await engine.listen({
+              host: role.bind.address,
+              port: role.bind.port,
+              routeConfig: chain.routeConfig,
+            });
+            entry.listener = { key, close: () => l.close() };
+            this.#log('info', 'gateway listening', {
+              gateway: role.gateway,
+              address: `${role.bind.address}:${role.bind.port}`,
+            });
+          } catch (e) {
+            this.#log('error', 'gateway listener failed', { gateway: role.gateway, error: String(e) });
+          }
+        }
+      }
+      entry.engine.update(l7config);
+    }
+  }
+
+  /** Upstream connections of a gateway or waypoint: HBONE to the endpoint's node as the L7 role's identity. */
+  async #l7Connect(t: UpstreamTarget, identity: string): Promise<Duplex> {
+    const md = readTrellisMetadata(t.endpoint);
+    if (typeof md.hbone === 'string' && typeof md.identity === 'string' && md.identity) {
+      const target: TunnelTarget = {
+        peer: md.hbone,
+        authority: `${t.address}:${t.port}`,
+        sourceIdentity: identity,
+        destinationIdentity: md.identity,
+      };
+      return socketLike(
+        await this.#openTunnel(
+          target,
+          { identity },
+          { identity: md.identity, address: target.authority, service: t.clusterName },
+        ),
+      );
+    }
+    if (t.cluster.transport_socket !== undefined)
+      throw new TunnelError('mtls-required-but-no-node-proxy', `${t.address}:${t.port} has no node proxy`);
+    return netConnect(t.port, t.address);
+  }
+
+  /** Opens a tunnel with an outbound flow record (closed when the stream closes). */
+  async #openTunnel(
+    target: TunnelTarget,
+    source: FlowRecord['source'],
+    destination: FlowRecord['destination'],
+    via: 'hbone' | 'waypoint' = 'hbone',
+  ): Promise<Duplex> {
+    const started = Date.now();
+    try {
+      const stream = await this.#pool.open(target);
+      let sent = 0;
+      let received = 0;
+      const write = stream.write.bind(stream);
+      stream.on('data', (d: Buffer) => (received += d.length));
+      (stream as { write: typeof stream.write }).write = ((chunk: Buffer | string, ...rest: never[]) => {
+        sent += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+        return write(chunk, ...rest);
+      }) as typeof stream.write;
+      this.#flow({ direction: 'outbound', verdict: 'FORWARDED', source, destination, via }, 'open');
+      stream.once('close', () =>
+        this.#flow(
+          {
+            direction: 'outbound',
+            verdict: 'FORWARDED',
+            source,
+            destination,
+            via,
+            bytesSent: sent,
+            bytesReceived: received,
+            durationMs: Date.now() - started,
+          },
+          'close',
+        ),
+      );
+      return stream;
+    } catch (e) {
+      const reason = e instanceof TunnelError ? e.reason : 'connect-failed';
+      this.#flow(
+        {
+          direction: 'outbound',
+          verdict: e instanceof TunnelError && e.status === 403 ? 'DENIED' : 'ERROR',
+          reason,
+          source,
+          destination,
+          via,
+        },
+        'once',
+      );
+      throw e;
+    }
+  }
+
+  async #connectRoute(route: Route, sourceIdentity: string, workload: string): Promise<Duplex> {
+    if (route.kind === 'refused') throw new TunnelError(route.reason, route.reason);
+    if (route.kind === 'direct') {
+      const s = netConnect(route.port, route.address);
+      await new Promise<void>((resolve, reject) => {
+        s.once('connect', resolve);
+        s.once('error', reject);
+      });
+      this.#flow(
+        {
+          direction: 'outbound',
+          verdict: 'FORWARDED',
+          source: { identity: sourceIdentity, workload },
+          destination: {
+            address: `${route.address}:${route.port}`,
+            ...(route.service ? { service: route.service } : {}),
+          },
+          via: 'passthrough',
+        },
+        'once',
+      );
+      return s;
+    }
+    return this.#openTunnel(
+      { peer: route.peer, authority: route.authority, sourceIdentity, destinationIdentity: route.identity },
+      { identity: sourceIdentity, workload },
+      { identity: route.identity, address: route.authority, ...(route.service ? { service: route.service } : {}) },
+      route.via,
+    );
+  }
+
+  /** HTTP_PROXY requests (absolute-form): forwarded over a kept-alive tunnel per destination. */
+  #forwardHttp(req: IncomingMessage, res: ServerResponse, identity: string, workload: string): void {
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '');
+    } catch {
+      res.writeHead(400, { 'content-type': 'text/plain' });
+      res.end(`trellis node proxy: expected an absolute-form request (HTTP_PROXY), got ${JSON.stringify(req.url)}\n`);
+      return;
+    }
+    const port = Number(url.port || 80);
+    const route = this.#resolver?.resolve(url.hostname, port) ?? { kind: 'refused' as const, reason: 'not-configured' };
+    if (route.kind === 'refused') {
+      this.#flow(
+        {
+          direction: 'outbound',
+          verdict: 'ERROR',
+          reason: route.reason,
+          source: { identity, workload },
+          destination: { service: `${url.hostname}:${port}` },
+        },
+        'once',
+      );
+      res.writeHead(503, { 'content-type': 'text/plain', 'trellis-reason': route.reason });
+      res.end(`trellis: ${url.hostname}:${port}: ${route.reason}\n`);
+      return;
+    }
+    const agentKey = `${identity}|${url.hostname}:${port}`;
+    let agent = this.#agents.get(agentKey);
+    if (!agent) {
+      agent = new Agent({ keepAlive: true, maxSockets: 256 });
+      const a = agent as unknown as {
+        createConnection: (o: unknown, cb: (e: Error | null, s?: Duplex) => void) => undefined;
+      };
+      a.createConnection = (_o, cb) => {
+        // The route was resolved for this request; a new connection re-resolves (round robin).
+        const r = this.#resolver?.resolve(url.hostname, port) ?? route;
+        this.#connectRoute(r, identity, workload).then(
+          (s) => cb(null, socketLike(s)),
+          (e: Error) => cb(e),
+        );
+        return undefined;
+      };
+      this.#agents.set(agentKey, agent);
+    }
+    const headers: Record<string, string | string[]> = {};
+    for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
+    const up = httpRequest({ agent, method: req.method, path: `${url.pathname}${url.search}`, headers });
+    up.on('response', (r) => {
+      const out: Record<string, string | string[]> = {};
+      for (const [k, v] of Object.entries(r.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) out[k] = v;
+      res.writeHead(r.statusCode ?? 502, out);
+      r.pipe(res);
+    });
+    up.on('error', (e: Error) => {
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      const reason = e instanceof TunnelError ? e.reason : 'upstream-connect-error';
+      res.writeHead(e instanceof TunnelError && e.status === 403 ? 403 : 503, {
+        'content-type': 'text/plain',
+        'trellis-reason': reason,
+      });
+      res.end(`trellis: ${url.host}: ${e.message}\n`);
+    });
+    req.pipe(up);
+  }
+
+  /** CONNECT host:port (HTTPS_PROXY, or plain TCP through the proxy): one tunnel. */
+  #forwardConnect(req: IncomingMessage, socket: Socket, head: Buffer, identity: string, workload: string): void {
+    const [host, port] = splitHostPort(req.url ?? '');
+    const route = this.#resolver?.resolve(host, port) ?? { kind: 'refused' as const, reason: 'not-configured' };
+    socket.on('error', () => undefined);
+    this.#connectRoute(route, identity, workload).then(
+      (up) => {
+        socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        if (head.length) up.write(head);
+        up.on('error', () => socket.destroy());
+        socket.pipe(up).pipe(socket);
+      },
+      (e: Error) => {
+        const reason = e instanceof TunnelError ? e.reason : 'connect-failed';
+        socket.end(
+          `HTTP/1.1 ${e instanceof TunnelError && e.status === 403 ? 403 : 503} ${reason}\r\ntrellis-reason: ${reason}\r\ncontent-length: 0\r\n\r\n`,
+        );
+      },
+    );
+  }
+
+  /** An inbound CONNECT: a local workload port (L4 policy, then deliver) or a waypoint hosted here. */
+  #onTunnel(t: TunnelRequest): void {
+    const cfg = this.#config;
+    const source = { identity: t.peerIdentity, address: t.peerAddress };
+    const refuse = (status: number, reason: string, destination: FlowRecord['destination']) => {
+      if (!t.stream.destroyed) t.stream.respond({ ':status': status, 'trellis-reason': reason }, { endStream: true });
+      this.#flow(
+        {
+          direction: 'inbound',
+          verdict: status === 403 ? 'DENIED' : 'ERROR',
+          reason,
+          source,
+          destination,
+          via: 'hbone',
+        },
+        'once',
+      );
+    };
+    const inbound = cfg?.inbound.get(t.authority);
+    if (inbound) {
+      const destination = { identity: inbound.identity, address: t.authority, workload: inbound.workload };
+      if (t.localIdentity !== undefined && t.localIdentity !== inbound.identity)
+        return refuse(403, 'wrong-destination-identity', destination);
+      const [ip, port] = splitHostPort(t.authority);
+      const decision = inbound.rbac.evaluate({
+        principal: t.peerIdentity,
+        sourceIp: t.peerAddress,
+        destinationIp: ip,
+        destinationPort: port,
+      });
+      if (!decision.allowed) return refuse(403, `denied: ${decision.reason}`, destination);
+      return this.#deliver(t, ip, port, source, destination);
+    }
+    for (const role of cfg?.l7 ?? []) {
+      if (role.role !== 'waypoint') continue;
+      const chain = role.chains.get(t.authority);
+      if (!chain) continue;
+      const destination = { identity: role.identity, service: t.authority };
+      if (t.localIdentity !== role.identity) return refuse(403, 'wrong-destination-identity', destination);
+      const engine = this.#engines.get(role.name)?.engine;
+      if (!engine) return refuse(503, 'waypoint-not-ready', destination);
+      t.stream.respond({ ':status': 200 });
+      this.#flow({ direction: 'inbound', verdict: 'FORWARDED', source, destination, via: 'waypoint' }, 'once');
+      engine.serveConnection(socketLike(t.stream as ServerHttp2Stream & Duplex), chain.routeConfig, {
+        identity: t.peerIdentity,
+        address: t.peerAddress,
+        port: t.peerPort,
+      });
+      return;
+    }
+    return refuse(404, 'no-such-destination', { address: t.authority });
+  }
+
+  #deliver(
+    t: TunnelRequest,
+    ip: string,
+    port: number,
+    source: FlowRecord['source'],
+    destination: FlowRecord['destination'],
+  ): void {
+    const started = Date.now();
+    const up = netConnect(port, ip);
+    let sent = 0;
+    let received = 0;
+    up.once('connect', () => {
+      t.stream.respond({ ':status': 200 });
+      this.#flow({ direction: 'inbound', verdict: 'FORWARDED', source, destination, via: 'hbone' }, 'open');
+      up.on('data', (d: Buffer) => (sent += d.length));
+      t.stream.on('data', (d: Buffer) => (received += d.length));
+      t.stream.pipe(up).pipe(t.stream);
+    });
+    up.once('error', (e: Error) => {
+      if (!t.stream.headersSent) {
+        t.stream.respond({ ':status': 503, 'trellis-reason': 'workload-unreachable' }, { endStream: true });
+        this.#flow(
+          {
+            direction: 'inbound',
+            verdict: 'ERROR',
+            reason: `workload-unreachable: ${e.message}`,
+            source,
+            destination,
+            via: 'hbone',
+          },
+          'once',
+        );
+      } else t.stream.destroy();
+    });
+    up.once('close', () => {
+      if (!t.stream.destroyed) t.stream.end();
+      if (t.stream.headersSent)
+        this.#flow(
+          {
+            direction: 'inbound',
+            verdict: 'FORWARDED',
+            source,
+            destination,
+            via: 'hbone',
+            bytesSent: sent,
+            bytesReceived: received,
+            durationMs: Date.now() - started,
+          },
+          'close',
+        );
+    });
+    t.stream.on('error', () => up.destroy());
+    t.stream.on('close', () => up.destroy());
+  }
+
+  get state(): XdsState | undefined {
+    return this.#state;
+  }
+
+  /** Stops accepting, lets tunnels finish (bounded), then closes everything. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#xds.close();
+    await Promise.all([...this.#outbound.values()].map((r) => r.close()));
+    this.#outbound.clear();
+    await Promise.all(
+      [...this.#engines.values()].map(async (e) => {
+        await e.listener?.close();
+        await e.engine.close();
+      }),
+    );
+    this.#engines.clear();
+    for (const a of this.#agents.values()) a.destroy();
+    this.#pool.close();
+    if (this.#hbone) await closeServer(this.#hbone.server);
+    if (this.#metricsServer) await closeServer(this.#metricsServer);
+  }
+}
+
+function sniMatches(sni: string, identity: string): boolean {
+  return sniFor(identity) === sni;
+}

@@ -1,0 +1,290 @@
+// Envoy config.rbac.v3 Permission and Principal trees compiled to three-valued matchers.
+// Every input shape is read once here; evaluation only runs the resulting closures.
+import type { RbacAttributes } from './evaluate.js';
+import { attributeIp, compileCidr, inCidr } from './ip.js';
+import { get, isObj, list, num, oneOf } from './proto.js';
+import { regexMatcher, stringMatcher, type StringTest } from './string-match.js';
+import { and, leaf, NO, not, or, UNKNOWN, UNKNOWN_NODE, YES, YES_NODE, type Node, type Tri } from './tri.js';
+
+export interface CompileContext {
+  readonly mode: 'l4' | 'l7';
+  /** Whatever could not be evaluated as written (it became UNKNOWN, so fails closed). */
+  readonly problems: string[];
+}
+
+type Http = NonNullable<RbacAttributes['http']>;
+
+const PERMISSION = [
+  'any',
+  'and_rules',
+  'or_rules',
+  'not_rule',
+  'header',
+  'url_path',
+  'destination_ip',
+  'destination_port',
+  'destination_port_range',
+  'requested_server_name',
+  'metadata',
+  'matcher',
+  'uri_template',
+  'sourced_metadata',
+] as const;
+
+const PRINCIPAL = [
+  'any',
+  'and_ids',
+  'or_ids',
+  'not_id',
+  'authenticated',
+  'source_ip',
+  'direct_remote_ip',
+  'remote_ip',
+  'header',
+  'url_path',
+  'metadata',
+  'filter_state',
+  'sourced_metadata',
+  'custom',
+] as const;
+
+function unknown(ctx: CompileContext, where: string, why: string): Node {
+  ctx.problems.push(`${where}: ${why}; treated as unknown`);
+  return UNKNOWN_NODE;
+}
+
+function children(v: unknown, field: string): readonly unknown[] {
+  return isObj(v) ? list(get(v, field)) : [];
+}
+
+export function permission(v: unknown, ctx: CompileContext, where: string): Node {
+  if (!isObj(v)) return unknown(ctx, where, 'not a Permission object');
+  const r = oneOf(v, PERMISSION, 'rule');
+  if ('problem' in r) return unknown(ctx, where, r.problem);
+  const at = `${where}.${r.kind}`;
+  switch (r.kind) {
+    case 'any':
+      return r.value === true ? YES_NODE : unknown(ctx, at, 'must be true');
+    case 'and_rules':
+      return and(children(r.value, 'rules').map((x, i) => permission(x, ctx, `${at}.rules[${i}]`)));
+    case 'or_rules':
+      return or(children(r.value, 'rules').map((x, i) => permission(x, ctx, `${at}.rules[${i}]`)));
+    case 'not_rule':
+      return not(permission(r.value, ctx, at));
+    case 'header':
+      return header(r.value, ctx, at);
+    case 'url_path':
+      return urlPath(r.value, ctx, at);
+    case 'destination_ip':
+      return cidrNode(r.value, (a) => a.destinationIp, ctx, at);
+    case 'destination_port': {
+      const port = num(r.value);
+      if (port === undefined || !Number.isInteger(port) || port < 0 || port > 65535)
+        return unknown(ctx, at, `bad port ${JSON.stringify(r.value)}`);
+      return leaf((a) => {
+        const p = a.destinationPort;
+        return p === undefined ? UNKNOWN : p === port ? YES : NO;
+      });
+    }
+    case 'destination_port_range': {
+      // Int32Range: start inclusive, end exclusive.
+      const start = isObj(r.value) ? num(get(r.value, 'start') ?? 0) : undefined;
+      const end = isObj(r.value) ? num(get(r.value, 'end') ?? 0) : undefined;
+      if (start === undefined || end === undefined) return unknown(ctx, at, 'bad Int32Range');
+      return leaf((a) => {
+        const p = a.destinationPort;
+        return p === undefined ? UNKNOWN : p >= start && p < end ? YES : NO;
+      });
+    }
+    case 'requested_server_name': {
+      const test = stringMatcher(r.value);
+      if (typeof test === 'string') return unknown(ctx, at, test);
+      // No SNI is matched as "", as Envoy does (plaintext and SNI-less TLS alike).
+      return leaf((a) => (test(a.sni ?? '') ? YES : NO));
+    }
+    default:
+      return unknown(ctx, at, 'not evaluated by this proxy');
+  }
+}
+
+export function principal(v: unknown, ctx: CompileContext, where: string): Node {
+  if (!isObj(v)) return unknown(ctx, where, 'not a Principal object');
+  const r = oneOf(v, PRINCIPAL, 'identifier');
+  if ('problem' in r) return unknown(ctx, where, r.problem);
+  const at = `${where}.${r.kind}`;
+  switch (r.kind) {
+    case 'any':
+      return r.value === true ? YES_NODE : unknown(ctx, at, 'must be true');
+    case 'and_ids':
+      return and(children(r.value, 'ids').map((x, i) => principal(x, ctx, `${at}.ids[${i}]`)));
+    case 'or_ids':
+      return or(children(r.value, 'ids').map((x, i) => principal(x, ctx, `${at}.ids[${i}]`)));
+    case 'not_id':
+      return not(principal(r.value, ctx, at));
+    case 'authenticated':
+      return authenticated(r.value, ctx, at);
+    case 'source_ip':
+    case 'direct_remote_ip':
+    case 'remote_ip':
+      // remote_ip is the XFF-derived client only when the proxy trusts XFF; ours do not: the peer.
+      return cidrNode(r.value, (a) => a.sourceIp, ctx, at);
+    case 'header':
+      return header(r.value, ctx, at);
+    case 'url_path':
+      return urlPath(r.value, ctx, at);
+    default:
+      return unknown(ctx, at, 'not evaluated by this proxy');
+  }
+}
+
+/** The peer's URI SAN (SPIFFE ID); a plaintext peer is not authenticated. */
+function authenticated(v: unknown, ctx: CompileContext, at: string): Node {
+  const m = isObj(v) ? get(v, 'principal_name') : undefined;
+  if (m === undefined) return leaf((a) => (a.principal !== undefined ? YES : NO));
+  const test = stringMatcher(m);
+  if (typeof test === 'string') return unknown(ctx, at, test);
+  return leaf((a) => {
+    const p = a.principal;
+    return p !== undefined && test(p) ? YES : NO;
+  });
+}
+
+function cidrNode(v: unknown, pick: (a: RbacAttributes) => string | undefined, ctx: CompileContext, at: string): Node {
+  const address = isObj(v) ? get(v, 'address_prefix') : undefined;
+  const rawLen = isObj(v) ? get(v, 'prefix_len') : undefined;
+  const len = rawLen === undefined ? 0 : num(rawLen); // CidrRange: unset prefix_len is 0
+  if (typeof address !== 'string' || len === undefined) return unknown(ctx, at, 'bad CidrRange');
+  const cidr = compileCidr(address, len);
+  if (typeof cidr === 'string') return unknown(ctx, at, cidr);
+  return leaf((a) => {
+    const text = pick(a);
+    const ip = text === undefined ? undefined : attributeIp(text);
+    return ip === undefined ? UNKNOWN : inCidr(ip, cidr) ? YES : NO;
+  });
+}
+
+/** A leaf on HTTP attributes: UNKNOWN at L4 and whenever the request is not available. */
+function httpLeaf(ctx: CompileContext, f: (h: Http) => Tri): Node {
+  if (ctx.mode === 'l4') return UNKNOWN_NODE;
+  return leaf((a) => {
+    const h = a.http;
+    return h === undefined ? UNKNOWN : f(h);
+  });
+}
+
+function headerGetter(name: string): (h: Http) => string | undefined {
+  switch (name) {
+    case ':method':
+      return (h) => h.method;
+    case ':path':
+      return (h) => h.path;
+    case ':authority':
+    case 'host': // HTTP/1 Host and HTTP/2 :authority are one header
+      return (h) => h.host;
+    default:
+      return (h) => h.header(name);
+  }
+}
+
+const HEADER_SPECIFIERS = [
+  'exact_match',
+  'safe_regex_match',
+  'range_match',
+  'present_match',
+  'prefix_match',
+  'suffix_match',
+  'contains_match',
+  'string_match',
+] as const;
+
+/** config.route.v3.HeaderMatcher with Envoy's rules for absent headers and invert_match. */
+function header(v: unknown, ctx: CompileContext, at: string): Node {
+  if (!isObj(v)) return unknown(ctx, at, 'not a HeaderMatcher object');
+  const rawName = get(v, 'name');
+  if (typeof rawName !== 'string' || rawName === '') return unknown(ctx, at, 'header matcher without name');
+  const name = rawName.toLowerCase();
+  const invert = get(v, 'invert_match') === true;
+  const missingAsEmpty = get(v, 'treat_missing_header_as_empty') === true;
+  // No specifier: a presence check (Envoy's HEADER_MATCH_SPECIFIER_NOT_SET).
+  let presence: boolean | undefined = true;
+  let test: StringTest = () => true;
+  if (HEADER_SPECIFIERS.some((k) => get(v, k) !== undefined)) {
+    const r = oneOf(v, HEADER_SPECIFIERS, 'header_match_specifier');
+    if ('problem' in r) return unknown(ctx, at, r.problem);
+    presence = undefined;
+    const s = r.value;
+    switch (r.kind) {
+      case 'present_match':
+        presence = s === true;
+        break;
+      case 'string_match':
+      case 'safe_regex_match': {
+        const t = r.kind === 'string_match' ? stringMatcher(s) : regexMatcher(s);
+        if (typeof t === 'string') return unknown(ctx, at, t);
+        test = t;
+        break;
+      }
+      case 'range_match': {
+        // Int64Range over the value read as a decimal integer; start inclusive, end exclusive.
+        const start = isObj(s) ? num(get(s, 'start') ?? 0) : undefined;
+        const end = isObj(s) ? num(get(s, 'end') ?? 0) : undefined;
+        if (start === undefined || end === undefined) return unknown(ctx, at, 'bad Int64Range');
+        test = (x) => {
+          const t = x.trim();
+          if (!/^[+-]?\d+$/.test(t)) return false;
+          const n = Number(t);
+          return n >= start && n < end;
+        };
+        break;
+      }
+      default: {
+        if (typeof s !== 'string') return unknown(ctx, at, `${r.kind} is not a string`);
+        test =
+          r.kind === 'exact_match'
+            ? (x) => s === '' || x === s // the deprecated exact_match "" matches any value
+            : r.kind === 'prefix_match'
+              ? (x) => x.startsWith(s)
+              : r.kind === 'suffix_match'
+                ? (x) => x.endsWith(s)
+                : (x) => x.includes(s);
+      }
+    }
+  }
+  const pick = headerGetter(name);
+  // An absent header fails every value matcher whatever invert_match says; only a presence check answers.
+  const absent: Tri = presence !== undefined && (invert ? presence : !presence) ? YES : NO;
+  const present = presence;
+  return httpLeaf(ctx, (h) => {
+    let value = pick(h);
+    if (value === undefined) {
+      if (!missingAsEmpty) return absent;
+      value = '';
+    }
+    const m = present !== undefined ? present : test(value);
+    return m !== invert ? YES : NO;
+  });
+}
+
+// Requests to one path are evaluated against many url_path leaves: strip the query once.
+let lastPath = '';
+let lastStripped = '';
+function pathOnly(p: string): string {
+  if (p === lastPath) return lastStripped;
+  let end = p.indexOf('?');
+  if (end < 0) end = p.length;
+  const hash = p.indexOf('#');
+  if (hash >= 0 && hash < end) end = hash;
+  lastPath = p;
+  lastStripped = end === p.length ? p : p.slice(0, end);
+  return lastStripped;
+}
+
+/** type.matcher.v3.PathMatcher: the path without query and fragment. */
+function urlPath(v: unknown, ctx: CompileContext, at: string): Node {
+  if (!isObj(v)) return unknown(ctx, at, 'not a PathMatcher object');
+  const r = oneOf(v, ['path'] as const, 'rule');
+  if ('problem' in r) return unknown(ctx, at, r.problem);
+  const test = stringMatcher(r.value);
+  if (typeof test === 'string') return unknown(ctx, at, test);
+  return httpLeaf(ctx, (h) => (test(pathOnly(h.path)) ? YES : NO));
+}

@@ -1,0 +1,269 @@
+// Mesh model -> the resources Trellis' node processes read (the ztunnel + waypoint/gateway
+// roles), as Envoy v3 Listeners and RouteConfigurations. Pure and deterministic.
+//
+// Every resource a node needs is named "trellis/<node>/...", so a node subscribes to the
+// wildcard and keeps its own:
+//   trellis/<node>/hbone                        the HBONE (HTTP/2 CONNECT over mTLS) listener
+//   trellis/<node>/outbound/<ns>/<workload>     a local workload's outbound HTTP proxy (HTTP_PROXY),
+//                                               whose source identity is that workload's
+//   trellis/<node>/inbound/<ip>:<port>          a local workload port: the L4 authorization
+//                                               (network RBAC) the node enforces before delivering
+//   trellis/<node>/gateway/<ns>/<name>/<port>   an ingress gateway port, HCM -> RDS
+//   trellis/<node>/waypoint/<ns>/<name>         a waypoint: one filter chain per service port it
+//                                               serves, named "<host>:<port>" (the HBONE authority)
+// Outbound routing (services, clusters, endpoints) is the mesh-wide proxyless translation:
+// endpoints carry the node that runs them and clusters the waypoint they go through
+// (trellis metadata), so node proxies and grpc-js-xds clients read the same resources.
+import type {
+  GatewayModel,
+  MeshModel,
+  NodeModel,
+  RouteModel,
+  ServiceModel,
+  WorkloadModel,
+} from '../../model/mesh-model.js';
+import { compareStrings } from '../../util/compare.js';
+import { TYPE_URLS, xdsResource, type XdsResource } from '../snapshot.js';
+import { trellisMetadata } from '../struct.js';
+import { rbacFilters } from './rbac.js';
+import type { EnvoyObject } from './route-match.js';
+import type { SecurityIndex } from './security.js';
+
+const HCM_TYPE =
+  'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
+const ROUTER_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router';
+export const NETWORK_RBAC_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC';
+const ADS = { ads: {}, resource_api_version: 'V3' };
+const HTTP_PROTOCOLS = new Set(['HTTP', 'HTTP2', 'GRPC']);
+
+export function nodeResourcePrefix(node: string): string {
+  return `trellis/${node}/`;
+}
+
+/** The route configuration of one port of an ingress gateway (node-independent). */
+export function gatewayRouteName(gw: GatewayModel, port: number): string {
+  return `trellis/gateway/${gw.namespace}/${gw.name}/${port}`;
+}
+
+/** The HBONE address of a node ("ip:port"). */
+export function hboneAddress(node: NodeModel): string {
+  return `${node.address}:${node.ports.hbone}`;
+}
+
+export interface NodeTranslation {
+  readonly model: MeshModel;
+  readonly security: SecurityIndex;
+  /** Gateway API routes -> Envoy routes (the proxyless translation's precedence and actions). */
+  readonly routes: (routes: readonly RouteModel[]) => EnvoyObject[];
+}
+
+export function nodeProxyResources(t: NodeTranslation): XdsResource[] {
+  const out: XdsResource[] = [];
+  const workloads = new Map(t.model.workloads.map((w) => [w.id, w]));
+  const gateways = new Map(t.model.gateways.map((g) => [g.id, g]));
+  for (const node of t.model.nodes) {
+    const prefix = nodeResourcePrefix(node.name);
+    out.push(
+      listener(`${prefix}hbone`, node.address, node.ports.hbone, [], {
+        role: 'hbone',
+        node: node.name,
+      }),
+    );
+    const local = node.workloads.map((id) => workloads.get(id)).filter((w): w is WorkloadModel => w !== undefined);
+    const gws = node.gateways.map((id) => gateways.get(id)).filter((g): g is GatewayModel => g !== undefined);
+    const ports = outboundPorts(node, local, gws);
+    for (const w of local) {
+      out.push(
+        listener(`${prefix}outbound/${w.namespace}/${w.name}`, node.address, ports.get(w.id)!, [], {
+          role: 'outbound',
+          workload: w.id,
+          identity: w.identity,
+        }),
+      );
+      for (const port of [...new Set(Object.values(w.ports))].sort((a, b) => a - b)) {
+        out.push(inboundListener(t, prefix, w, port));
+      }
+    }
+    for (const gw of gws) {
+      if (gw.role === 'waypoint') out.push(waypointListener(t, prefix, node, gw));
+      else out.push(...gatewayResources(t, prefix, gw));
+    }
+  }
+  return out;
+}
+
+/**
+ * Outbound proxy ports: the node's outbound port for its first workload, then upwards,
+ * skipping the node's other ports and its gateways' ports (deterministic: workloads by id).
+ */
+function outboundPorts(
+  node: NodeModel,
+  local: readonly WorkloadModel[],
+  gws: readonly GatewayModel[],
+): Map<string, number> {
+  const taken = new Set<number>([
+    node.ports.hbone,
+    node.ports.inbound,
+    node.ports.metrics,
+    node.ports.health,
+    ...gws.flatMap((g) => g.listeners.map((l) => l.port)),
+  ]);
+  const out = new Map<string, number>();
+  let port = node.ports.outbound;
+  for (const w of [...local].sort((a, b) => compareStrings(a.id, b.id))) {
+    while (taken.has(port)) port++;
+    out.set(w.id, port);
+    taken.add(port);
+  }
+  return out;
+}
+
+function listener(
+  name: string,
+  address: string,
+  port: number,
+  filterChains: readonly EnvoyObject[],
+  metadata: Record<string, string | readonly string[]>,
+): XdsResource {
+  return xdsResource(TYPE_URLS.listener, name, {
+    name,
+    address: { socket_address: { address, port_value: port } },
+    ...(filterChains.length ? { filter_chains: [...filterChains] } : {}),
+    metadata: trellisMetadata(metadata),
+  });
+}
+
+/** HTTP RBAC filter configs -> network RBAC filters (same rules; what a node proxy enforces at L4). */
+function networkRbac(httpFilters: readonly EnvoyObject[], statPrefix: string): EnvoyObject[] {
+  return httpFilters.map((f) => {
+    const cfg = f.typed_config as EnvoyObject;
+    return {
+      name: String(f.name).replace('envoy.filters.http.rbac', 'envoy.filters.network.rbac'),
+      typed_config: { ...cfg, '@type': NETWORK_RBAC_TYPE, stat_prefix: statPrefix },
+    };
+  });
+}
+
+function applied(
+  t: NodeTranslation,
+  workloadIds: readonly string[],
+  targetIds: readonly string[],
+): Parameters<typeof rbacFilters>[0] {
+  return t.security.authorizationPolicies(workloadIds, targetIds).map((a) => ({
+    namespace: a.binding.namespace ?? '',
+    name: a.binding.source.name,
+    spec: a.spec,
+  }));
+}
+
+/**
+ * A local workload port. As ztunnel: the node enforces the policies that select the workload
+ * (selector, namespace, mesh-wide); policies attached to a Service (targetRefs) are the
+ * waypoint's to enforce.
+ */
+function inboundListener(t: NodeTranslation, prefix: string, w: WorkloadModel, port: number): XdsResource {
+  const rbac = networkRbac(rbacFilters(applied(t, [w.id], []), t.model.mesh.trustDomain), `inbound|${port}`);
+  return listener(
+    `${prefix}inbound/${w.address}:${port}`,
+    w.address,
+    port,
+    [{ name: `inbound|${w.address}:${port}`, ...(rbac.length ? { filters: rbac } : {}) }],
+    { role: 'inbound', workload: w.id, identity: w.identity },
+  );
+}
+
+function hcm(routeConfig: string, httpFilters: readonly EnvoyObject[]): EnvoyObject {
+  return {
+    name: 'envoy.filters.network.http_connection_manager',
+    typed_config: {
+      '@type': HCM_TYPE,
+      stat_prefix: routeConfig,
+      rds: { route_config_name: routeConfig, config_source: ADS },
+      http_filters: [...httpFilters, { name: 'envoy.filters.http.router', typed_config: { '@type': ROUTER_TYPE } }],
+    },
+  };
+}
+
+/** A waypoint: per HTTP port of each service using it, the service's routes and the policies attached to the service. */
+function waypointListener(t: NodeTranslation, prefix: string, node: NodeModel, gw: GatewayModel): XdsResource {
+  const served = t.model.services.filter((s) => s.waypoint === gw.id);
+  const chains: EnvoyObject[] = [];
+  for (const svc of served) {
+    const filters = rbacFilters(applied(t, [], [svc.id]), t.model.mesh.trustDomain);
+    for (const p of svc.ports) {
+      if (!HTTP_PROTOCOLS.has(p.protocol)) continue;
+      const name = `${svc.hostname}:${p.port}`;
+      chains.push({ name, filters: [hcm(name, filters)] });
+    }
+  }
+  return listener(`${prefix}waypoint/${gw.namespace}/${gw.name}`, node.address, node.ports.hbone, chains, {
+    role: 'waypoint',
+    gateway: gw.id,
+    identity: gw.identity,
+  });
+}
+
+/** An ingress gateway: one Listener and RouteConfiguration per HTTP(S) port, a virtual host per hostname. */
+function gatewayResources(t: NodeTranslation, prefix: string, gw: GatewayModel): XdsResource[] {
+  if (!gw.address) return [];
+  const out: XdsResource[] = [];
+  const byPort = new Map<number, GatewayModel['listeners'][number][]>();
+  for (const l of gw.listeners) {
+    if (l.protocol !== 'HTTP') continue; // HTTPS/TLS termination arrives with the edge work
+    const list = byPort.get(l.port);
+    if (list) list.push(l);
+    else byPort.set(l.port, [l]);
+  }
+  const filters = rbacFilters(applied(t, [], [gw.id]), t.model.mesh.trustDomain);
+  for (const [port, listeners] of [...byPort].sort(([a], [b]) => a - b)) {
+    const routeName = gatewayRouteName(gw, port);
+    const byHost = new Map<string, RouteModel[]>();
+    for (const l of listeners) {
+      const parent = `${gw.id}/${l.name}`;
+      for (const r of t.model.routes) {
+        if (r.kind !== 'HTTPRoute' && r.kind !== 'GRPCRoute') continue;
+        if (!r.attachedTo.includes(parent)) continue;
+        const hosts = r.hostnames.length > 0 ? r.hostnames : [l.hostname ?? '*'];
+        for (const h of hosts) {
+          const list = byHost.get(h);
+          if (!list) byHost.set(h, [r]);
+          else if (!list.includes(r)) list.push(r);
+        }
+      }
+    }
+    const hosts = [...byHost.keys()].sort(compareStrings);
+    out.push(
+      xdsResource(TYPE_URLS.route, routeName, {
+        name: routeName,
+        virtual_hosts: hosts.map((h) => ({
+          name: `${routeName}/${h}`,
+          domains: [h],
+          routes: t.routes(byHost.get(h)!),
+        })),
+      }),
+    );
+    out.push(
+      listener(
+        `${prefix}gateway/${gw.namespace}/${gw.name}/${port}`,
+        gw.address,
+        port,
+        [{ filters: [hcm(routeName, filters)] }],
+        {
+          role: 'gateway',
+          gateway: gw.id,
+          identity: gw.identity,
+        },
+      ),
+    );
+  }
+  return out;
+}
+
+/** Trellis metadata of a service's cluster: the waypoint its traffic goes through, if any. */
+export function waypointMetadata(model: MeshModel, svc: ServiceModel, protocol: string): EnvoyObject | undefined {
+  if (!svc.waypoint || !HTTP_PROTOCOLS.has(protocol)) return undefined;
+  const gw = model.gateways.find((g) => g.id === svc.waypoint);
+  const node = gw?.node ? model.nodes.find((n) => n.name === gw.node) : undefined;
+  if (!gw || !node) return undefined;
+  return trellisMetadata({ waypoint: gw.id, node: node.name, hbone: hboneAddress(node), identity: gw.identity });
+}
