@@ -135,7 +135,7 @@ export class RouteTable {
         const levels = <T>(route: T, vhost: T, config: T): T[] =>
           mostSpecificWins ? [config, vhost, route] : [route, vhost, config];
         routes.push({
-          name: str(r.name),
+          name: str(r.name) || undefined,
           matches: compileMatch(obj(r.match) ?? {}),
           action: compileAction(r),
           requestHeaders: HeaderMutation.of(levels(headerLevel(r, 'request'), vhReq, rcReq)),

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { L7ConfigError } from '../../../src/proxy/l7/config.js';
-import { L7Engine, defaultFilters } from '../../../src/proxy/l7/engine.js';
+import { defaultFilters } from '../../../src/proxy/l7/engine.js';
 import type { HttpFilterFactory } from '../../../src/proxy/l7/filter.js';
 import type { AccessLogRecord } from '../../../src/proxy/l7/access-log.js';
 import {
