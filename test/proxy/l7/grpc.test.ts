@@ -56,7 +56,12 @@ function load(): { Echo: grpc.ServiceClientConstructor; Other: grpc.ServiceClien
   }
 }
 
-function call(fn: Unary, client: grpc.Client, req: Msg, deadlineMs = 5000): Promise<{ res?: Msg; err?: grpc.ServiceError }> {
+function call(
+  fn: Unary,
+  client: grpc.Client,
+  req: Msg,
+  deadlineMs = 5000,
+): Promise<{ res?: Msg; err?: grpc.ServiceError }> {
   return new Promise((resolve) => {
     fn.call(client, req, new grpc.Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) =>
       resolve(err ? { err } : { res }),
@@ -71,7 +76,11 @@ test('gRPC through the engine: unary, streaming, trailers, and local errors as g
     Say: (call: grpc.ServerUnaryCall<Msg, Msg>, cb: grpc.sendUnaryData<Msg>) => {
       const trailer = new grpc.Metadata();
       trailer.set('x-trailer', 'from-backend');
-      cb(null, { text: `hello ${call.request.text} via ${String(call.metadata.get('x-forwarded-proto')[0])}` }, trailer);
+      cb(
+        null,
+        { text: `hello ${call.request.text} via ${String(call.metadata.get('x-forwarded-proto')[0])}` },
+        trailer,
+      );
     },
     Fail: (_call: grpc.ServerUnaryCall<Msg, Msg>, cb: grpc.sendUnaryData<Msg>) => {
       const md = new grpc.Metadata();
@@ -95,14 +104,18 @@ test('gRPC through the engine: unary, streaming, trailers, and local errors as g
   const config = l7Config(
     [
       routeConfig('rc', [
-        vhost('all', ['*'], [
-          {
-            match: { path: '/demo.Echo/Slow' },
-            route: { cluster: 'echo', timeout: { seconds: 0, nanos: 200_000_000 } },
-          },
-          { match: { prefix: '/demo.Echo/' }, route: { cluster: 'echo' } },
-          { match: { prefix: '/demo.Other/' }, route: { cluster: 'empty' } },
-        ]),
+        vhost(
+          'all',
+          ['*'],
+          [
+            {
+              match: { path: '/demo.Echo/Slow' },
+              route: { cluster: 'echo', timeout: { seconds: 0, nanos: 200_000_000 } },
+            },
+            { match: { prefix: '/demo.Echo/' }, route: { cluster: 'echo' } },
+            { match: { prefix: '/demo.Other/' }, route: { cluster: 'empty' } },
+          ],
+        ),
       ]),
     ],
     [edsCluster('echo', H2_OPTIONS), edsCluster('empty', H2_OPTIONS)],

@@ -161,7 +161,11 @@ test('filters: async and sync hooks, local replies, response headers, access rec
     }),
   };
   const config = l7Config(
-    [routeConfig('rc', [vhost('all', ['*'], [{ name: 'the-route', match: { prefix: '/' }, route: { cluster: 'b' } }])])],
+    [
+      routeConfig('rc', [
+        vhost('all', ['*'], [{ name: 'the-route', match: { prefix: '/' }, route: { cluster: 'b' } }]),
+      ]),
+    ],
     [edsCluster('b')],
     [cla('b', [{ port: b.port }])],
   );

@@ -5,7 +5,18 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createLoadBalancer, type LbHost, type LbPolicy } from '../../../src/proxy/l7/load-balancer.js';
 import { hash32 } from '../../../src/proxy/l7/hash-policy.js';
-import { cla, edsCluster, get, json, l7Config, routeConfig, startEcho, startEngine, vhost, type Echo } from './helpers.js';
+import {
+  cla,
+  edsCluster,
+  get,
+  json,
+  l7Config,
+  routeConfig,
+  startEcho,
+  startEngine,
+  vhost,
+  type Echo,
+} from './helpers.js';
 
 function hosts(weights: number[]): (LbHost & { name: string })[] {
   return weights.map((weight, i) => ({ name: `h${i}`, key: `10.0.0.${i}:80`, weight, stats: { active: 0 } }));
@@ -92,7 +103,12 @@ function clusterOver(bs: Echo[], clusterExtra: Record<string, unknown>, routeExt
   return l7Config(
     [routeConfig('rc', [vhost('all', ['*'], [{ match: { prefix: '/' }, route: { cluster: 'c', ...routeExtra } }])])],
     [edsCluster('c', clusterExtra)],
-    [cla('c', bs.map((b) => ({ port: b.port })))],
+    [
+      cla(
+        'c',
+        bs.map((b) => ({ port: b.port })),
+      ),
+    ],
   );
 }
 

@@ -101,7 +101,8 @@ for (const [form, transform] of [
         'v2',
       );
       const n = 1000;
-      for (let i = 0; i < n; i += 50) await Promise.all(Array.from({ length: 50 }, () => get(proxy.port, '/', { headers: host })));
+      for (let i = 0; i < n; i += 50)
+        await Promise.all(Array.from({ length: 50 }, () => get(proxy.port, '/', { headers: host })));
       const share = v1.count / n;
       assert.ok(Math.abs(share - 0.9) < 0.04, `v1 share ${share}`);
       const t = await get(proxy.port, '/slow', { headers: host });
