@@ -5,7 +5,9 @@
 // update no longer references are drained.
 import { durationMs, enumName, list, num, obj, str, type EnvoyObject, type L7Config } from './config.js';
 import { createLoadBalancer, type LbHost, type LbOptions, type LbPolicy, type LoadBalancer } from './load-balancer.js';
-import { Http1Pool, Http2Pool, type UpstreamPool } from './upstream-pool.js';
+import { Http1Pool } from './h1-upstream.js';
+import { Http2Pool } from './h2-upstream.js';
+import type { UpstreamPool } from './upstream-pool.js';
 import type { UpstreamConnector, UpstreamTarget } from './upstream.js';
 
 export type UpstreamProtocol = 'http1' | 'http2' | 'downstream';

@@ -14,7 +14,7 @@ import { isPromise, type HttpFilterFactory } from './filter.js';
 import { headerMutationFilter } from './filters/header-mutation.js';
 import { xfccFilter } from './filters/xfcc.js';
 import { HttpFront } from './http-front.js';
-import { sendLocalReply } from './local-reply.js';
+import { FILTER_ERROR, sendLocalReply } from './local-reply.js';
 import { routeRequest } from './router.js';
 import { tcpConnector, type UpstreamConnector } from './upstream.js';
 
@@ -53,7 +53,7 @@ export function defaultFilters(): HttpFilterFactory[] {
 
 const EMPTY_CONFIG: L7Config = { routes: new Map(), clusters: new Map(), endpoints: new Map() };
 
-export class L7Engine implements ExchangeSink {
+export class L7Engine {
   readonly #identity: string | undefined;
   readonly #factories: readonly HttpFilterFactory[];
   readonly #log: AccessLogger | undefined;
@@ -65,6 +65,8 @@ export class L7Engine implements ExchangeSink {
   #inflight = 0;
   #drained: (() => void) | undefined;
   #closed = false;
+  /** Told by each exchange when it is done (kept off the public surface). */
+  readonly #sink: ExchangeSink = { complete: (ex) => this.#complete(ex) };
 
   constructor(options: L7EngineOptions = {}) {
     this.#identity = options.identity;
@@ -110,7 +112,7 @@ export class L7Engine implements ExchangeSink {
       routeConfig,
       peer,
       scheme: peer.scheme ?? 'http',
-      sink: this,
+      sink: this.#sink,
       inflight: 0,
       closing: this.#closed,
       onIdle: undefined,
@@ -203,8 +205,8 @@ export class L7Engine implements ExchangeSink {
     runFilters(ex, 0);
   }
 
-  /** ExchangeSink: the stream is done. */
-  complete(ex: Exchange): void {
+  /** The stream is done: access record, onComplete filters, drain bookkeeping. */
+  #complete(ex: Exchange): void {
     this.#inflight--;
     const onComplete = ex.config.chain.onComplete;
     if (this.#log || onComplete.length > 0) {
@@ -230,7 +232,7 @@ function runFilters(ex: Exchange, from: number): void {
     try {
       r = filters[i]!.onRequest!(ex);
     } catch {
-      sendLocalReply(ex, { status: 500, body: 'filter error', details: 'filter_error' });
+      sendLocalReply(ex, FILTER_ERROR);
       return;
     }
     if (r === undefined) continue;
@@ -242,7 +244,7 @@ function runFilters(ex: Exchange, from: number): void {
           if (reply) sendLocalReply(ex, reply);
           else runFilters(ex, next);
         },
-        () => sendLocalReply(ex, { status: 500, body: 'filter error', details: 'filter_error' }),
+        () => sendLocalReply(ex, FILTER_ERROR),
       );
       return;
     }

@@ -174,16 +174,30 @@ export abstract class Exchange implements RequestContext, RouteMatchInput, HashI
 
   /**
    * Sends the response headers after the onResponseHeaders filters. `trailers`: the body may be
-   * followed by trailers (HTTP/2 keeps the stream open for them).
+   * followed by trailers (HTTP/2 keeps the stream open for them). False when the headers were
+   * refused as invalid (nothing sent).
    */
-  respond(status: number, headers: HeaderMap, endStream: boolean, trailers: boolean): void {
-    if (this.closed) return;
-    for (const f of this.config.chain.onResponseHeaders) f.onResponseHeaders!(this, status, headers);
+  respond(status: number, headers: HeaderMap, endStream: boolean, trailers: boolean): boolean {
+    if (this.closed) return true;
+    for (const f of this.config.chain.onResponseHeaders) {
+      try {
+        f.onResponseHeaders!(this, status, headers);
+      } catch {
+        // A failing filter must not take the proxy down (this runs in socket callbacks).
+      }
+    }
+    try {
+      this.sendHeaders(status, headers, endStream, trailers && !endStream);
+    } catch {
+      // node:http / nghttp2 refused a header (an upstream's invalid name or value): nothing
+      // was sent, so the caller can still answer with an error.
+      return false;
+    }
     this.status = status;
     this.responseStarted = true;
     if (this.isGrpc) this.#noteGrpcStatus(headers);
     if (endStream) this.ended = true;
-    this.sendHeaders(status, headers, endStream, trailers && !endStream);
+    return true;
   }
 
   /** Ends the response body, with trailers when given. */
@@ -265,7 +279,7 @@ export class H1Exchange extends Exchange {
   }
 
   write(chunk: Buffer): boolean {
-    if (this.#res.destroyed) return true;
+    if (this.ended || this.#res.destroyed) return true;
     this.bytesSent += chunk.length;
     return this.#res.write(chunk);
   }
@@ -325,7 +339,6 @@ export class H2Exchange extends Exchange {
     if (stream.destroyed || stream.headersSent) return;
     headers[':status'] = String(status);
     const end = endStream || this.#head;
-    if (end) this.ended = true;
     stream.respond(headers as http2.OutgoingHttpHeaders, { endStream: end, waitForTrailers: trailers && !end });
     if (trailers && !end) stream.once('wantTrailers', () => this.#sendTrailers());
   }
@@ -338,7 +351,7 @@ export class H2Exchange extends Exchange {
 
   write(chunk: Buffer): boolean {
     const stream = this.#stream;
-    if (stream.destroyed || this.#head || stream.writableEnded) return true;
+    if (this.ended || stream.destroyed || this.#head || stream.writableEnded) return true;
     this.bytesSent += chunk.length;
     return stream.write(chunk);
   }

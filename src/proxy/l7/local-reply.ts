@@ -5,6 +5,9 @@ import type { LocalReply } from './context.js';
 import type { Exchange } from './exchange.js';
 import type { HeaderMap } from './headers.js';
 
+/** A filter threw: the request is answered, not dropped. */
+export const FILTER_ERROR: LocalReply = { status: 500, body: 'filter error', details: 'filter_error' };
+
 /** Envoy's Grpc::Utility::httpToGrpcStatus. */
 export function grpcStatusForHttp(status: number): number {
   switch (status) {
@@ -55,7 +58,9 @@ export function sendLocalReply(ex: Exchange, reply: LocalReply): void {
       'grpc-message': encodeGrpcMessage(body),
       ...reply.headers,
     };
-    ex.respond(200, headers, true, false);
+    // Headers a filter added may be refused: then without them.
+    if (!ex.respond(200, headers, true, false))
+      ex.respond(200, { 'content-type': 'application/grpc', 'grpc-status': headers['grpc-status'] }, true, false);
     return;
   }
   sendResponse(ex, reply.status, body === '' ? undefined : Buffer.from(body), reply.headers);
@@ -66,8 +71,11 @@ export function sendResponse(ex: Exchange, status: number, body: Buffer | undefi
   const headers: HeaderMap = body
     ? { 'content-type': 'text/plain', 'content-length': String(body.length) }
     : { 'content-length': '0' };
+  const base = extra ? { ...headers } : undefined;
   if (extra) Object.assign(headers, extra);
-  ex.respond(status, headers, body === undefined, false);
+  // Headers a filter added may be refused: then without them.
+  if (!ex.respond(status, headers, body === undefined, false) && base)
+    ex.respond(status, base, body === undefined, false);
   if (body) {
     ex.write(body);
     ex.finish(undefined);

@@ -7,7 +7,7 @@ import type { LocalReply } from './context.js';
 import type { Exchange } from './exchange.js';
 import type { UpstreamFailure } from './filter.js';
 import { stripHopByHop, type HeaderMap } from './headers.js';
-import { sendLocalReply, sendResponse } from './local-reply.js';
+import { FILTER_ERROR, sendLocalReply, sendResponse } from './local-reply.js';
 import type { ClusterAction } from './route-table.js';
 import type { UpstreamFailureReason, UpstreamHandlers, UpstreamRequest } from './upstream-pool.js';
 
@@ -24,6 +24,13 @@ const TIMEOUT: LocalReply = {
   flag: 'UT',
   details: 'response_timeout',
   grpcStatus: 4, // DEADLINE_EXCEEDED
+};
+
+const INVALID_HEADERS: LocalReply = {
+  status: 502,
+  body: 'upstream sent invalid response headers',
+  flag: 'UPE',
+  details: 'invalid_upstream_response_headers',
 };
 
 const FAILURES: Readonly<Record<UpstreamFailureReason, LocalReply>> = {
@@ -73,7 +80,7 @@ class Forwarder implements UpstreamHandlers {
   #timer: NodeJS.Timeout | undefined;
   #attempt = 0;
   #done = false;
-  /** The upstream protocol can send trailers (HTTP/2): keep the downstream stream open for them. */
+  /** The upstream is HTTP/2: trailers may follow any response. */
   #trailers = false;
   readonly #resume = () => this.#upstream?.resume();
 
@@ -114,7 +121,12 @@ class Forwarder implements UpstreamHandlers {
     ex.upstreamHost = host.key;
     const hooks = ex.config.chain.onUpstreamAttempt;
     for (const f of hooks) {
-      const refused = f.onUpstreamAttempt!(ex, { cluster: cluster.name, host: host.key, attempt: this.#attempt });
+      let refused;
+      try {
+        refused = f.onUpstreamAttempt!(ex, { cluster: cluster.name, host: host.key, attempt: this.#attempt });
+      } catch {
+        refused = FILTER_ERROR;
+      }
       if (refused) {
         this.#complete();
         sendLocalReply(ex, refused);
@@ -140,7 +152,14 @@ class Forwarder implements UpstreamHandlers {
       return;
     }
     stripHopByHop(headers);
-    ex.respond(status, headers, endStream, this.#trailers || headers.trailer !== undefined);
+    // Trailers can follow an HTTP/2 response, or an HTTP/1.1 one without content-length (chunked).
+    const trailers = this.#trailers || headers['content-length'] === undefined;
+    if (!ex.respond(status, headers, endStream, trailers)) {
+      this.#upstream!.abort();
+      this.#complete();
+      sendLocalReply(ex, INVALID_HEADERS);
+      return;
+    }
     if (endStream) this.#complete();
   }
 
@@ -176,7 +195,13 @@ class Forwarder implements UpstreamHandlers {
     const ex = this.#ex;
     const hooks = ex.config.chain.onUpstreamFailure;
     if (hooks.length === 0 || ex.responseStarted || ex.closed || ex.body !== undefined) return false;
-    for (const f of hooks) if (f.onUpstreamFailure!(ex, failure)) return true;
+    for (const f of hooks) {
+      try {
+        if (f.onUpstreamFailure!(ex, failure)) return true;
+      } catch {
+        // A failing retry filter means no retry.
+      }
+    }
     return false;
   }
 

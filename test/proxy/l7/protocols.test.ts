@@ -93,6 +93,17 @@ test('h2c with prior knowledge downstream; HTTP/1.1 and HTTP/2 upstreams', async
     // Many concurrent streams on one connection.
     const many = await Promise.all(Array.from({ length: 50 }, (_, i) => h2get(session, `/two/${i}`)));
     assert.ok(many.every((r) => Number(r.headers[':status']) === 200));
+    // An h2 upload to an HTTP/1.1 upstream (no content-length: sent chunked) and a HEAD.
+    const up = await h2get(session, '/one/upload', {}, 'y'.repeat(70_000));
+    assert.equal((JSON.parse(up.body) as { bodyLength: number }).bodyLength, 70_000);
+    const head = await h2get(session, '/one/head', { ':method': 'HEAD' });
+    assert.deepEqual([Number(head.headers[':status']), head.body], [200, '']);
+    // Expect: 100-continue from an HTTP/1.1 client is answered by the engine, not forwarded.
+    const cont = json(
+      await get(proxy.port, '/one/continue', { method: 'PUT', headers: { expect: '100-continue' }, body: 'abc' }),
+    );
+    assert.equal(cont.bodyLength, 3);
+    assert.equal(cont.headers.expect, undefined);
     // HTTP/1.1 client to an HTTP/2 upstream: no connection headers may reach h2.
     const viaH1 = await get(proxy.port, '/two/x', { headers: { connection: 'keep-alive', 'x-k': '1' } });
     assert.equal(viaH1.status, 200);
@@ -415,6 +426,22 @@ test('the connector opens every upstream connection; a tunnel stream (not a sock
   try {
     for (let i = 0; i < 5; i++) assert.equal(json(await get(proxy.port, `/x${i}`)).name, 'b');
     for (let i = 0; i < 5; i++) assert.equal(json(await get(proxy.port, `/h2/${i}`)).name, 'b2');
+    // A chunked upload with a latin1 header value: bytes intact through the tunnel stream.
+    const body = 'x'.repeat(100_000);
+    for (const prefix of ['', '/h2']) {
+      const up = json(
+        await get(proxy.port, `${prefix}/upload`, {
+          method: 'POST',
+          headers: {
+            'transfer-encoding': 'chunked',
+            'x-latin': Buffer.from([0x63, 0x61, 0x66, 0xe9]).toString('latin1'),
+          },
+          body,
+        }),
+      );
+      assert.equal(up.bodyLength, body.length);
+      assert.equal(up.headers['x-latin'], 'caf\u00e9');
+    }
     assert.deepEqual(
       targets.map((t) => `${t.clusterName} ${t.address}:${t.port}`),
       [`b 127.0.0.1:${b.port}`, `b2 127.0.0.1:${b2.port}`],
