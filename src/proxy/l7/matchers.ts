@@ -1,59 +1,35 @@
 // Envoy matchers compiled to closures once per config: StringMatcher, HeaderMatcher,
 // QueryParameterMatcher and the RouteMatch path specifiers. Nothing here allocates per request
 // except what a regex test does.
+import { compileRegex as sharedCompileRegex, stringMatcher as sharedStringMatcher } from '../envoy/string-matcher.js';
 import { L7ConfigError, bool, num, obj, oneof, str, type EnvoyObject } from './config.js';
 
 export type StringPredicate = (value: string) => boolean;
 
 /**
- * RE2 pattern -> JS RegExp matching the whole input (Envoy's safe_regex is a full match).
- * RE2's `(?P<name>` becomes `(?<name>`; a leading `(?i)` becomes the `i` flag.
+ * RE2 pattern -> JS RegExp matching the whole input (Envoy's safe_regex is a full match), via
+ * the shared translation; a pattern it cannot take is a config error (update() NACKs it).
+ * Envoy ignores ignore_case / case_sensitive for regexes, so there is no case flag here.
  */
-export function compileRegex(pattern: string, ignoreCase = false): RegExp {
-  let source = pattern;
-  let flags = ignoreCase ? 'i' : '';
-  if (source.startsWith('(?i)')) {
-    source = source.slice(4);
-    flags = 'i';
-  }
-  source = source.replace(/\(\?P</g, '(?<');
-  try {
-    return new RegExp(`^(?:${source})$`, flags);
-  } catch (e) {
-    throw new L7ConfigError(`invalid regex ${JSON.stringify(pattern)}: ${(e as Error).message}`);
-  }
+export function compileRegex(pattern: string): RegExp {
+  const re = sharedCompileRegex(pattern);
+  if (typeof re === 'string') throw new L7ConfigError(re);
+  return re;
 }
 
 /** envoy.type.matcher.v3.RegexMatcher -> RegExp ({regex} or a bare string). */
-export function regexOf(v: unknown, ignoreCase = false): RegExp {
+export function regexOf(v: unknown): RegExp {
   const o = obj(v);
   const pattern = o ? str(o.regex) : str(v);
   if (pattern === undefined) throw new L7ConfigError('safe_regex without regex');
-  return compileRegex(pattern, ignoreCase);
+  return compileRegex(pattern);
 }
 
-/** envoy.type.matcher.v3.StringMatcher. */
+/** envoy.type.matcher.v3.StringMatcher (the one implementation RBAC uses too). */
 export function stringMatcher(m: EnvoyObject): StringPredicate {
-  const ic = bool(m.ignore_case) === true;
-  const kind = oneof(m, ['exact', 'prefix', 'suffix', 'contains', 'safe_regex'] as const);
-  if (kind === 'safe_regex') {
-    const re = regexOf(m.safe_regex, ic);
-    return (v) => re.test(v);
-  }
-  if (kind === undefined) throw new L7ConfigError('string matcher without a match pattern');
-  const raw = str(m[kind]) ?? '';
-  const want = ic ? raw.toLowerCase() : raw;
-  const norm: (v: string) => string = ic ? (v) => v.toLowerCase() : (v) => v;
-  switch (kind) {
-    case 'exact':
-      return ic ? (v) => v.toLowerCase() === want : (v) => v === want;
-    case 'prefix':
-      return (v) => norm(v).startsWith(want);
-    case 'suffix':
-      return (v) => norm(v).endsWith(want);
-    case 'contains':
-      return (v) => norm(v).includes(want);
-  }
+  const test = sharedStringMatcher(m);
+  if (typeof test === 'string') throw new L7ConfigError(test);
+  return test;
 }
 
 /** What a request offers matchers: header values by lowercase name, pseudo-headers included. */

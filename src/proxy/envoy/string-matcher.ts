@@ -1,7 +1,8 @@
-// envoy.type.matcher.v3.StringMatcher compiled to a predicate. ignore_case folds ASCII only,
+// envoy.type.matcher.v3.StringMatcher and RegexMatcher compiled to predicates, shared by the
+// L7 engine (routes, headers) and RBAC. ignore_case folds ASCII only,
 // as Envoy (absl::EqualsIgnoreCase) does, and without allocating per call.
 import { re2Problem } from '../../util/re2.js';
-import { get, isObj, oneOf } from './proto.js';
+import { get, isObj, oneOf } from './proto-values.js';
 
 export type StringTest = (s: string) => boolean;
 
