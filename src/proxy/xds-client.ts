@@ -7,7 +7,9 @@ import { loadXdsProtos } from '../xds/server/protos.js';
 import { TYPE_URLS } from '../xds/snapshot.js';
 import { VERSION } from '../version.js';
 
-export type EnvoyObject = Record<string, unknown>;
+import type { EnvoyObject } from './envoy/values.js';
+
+export type { EnvoyObject } from './envoy/values.js';
 
 /** What the proxy holds, by type and name (bodies decoded, nested Anys unpacked to '@type' form). */
 export interface XdsState {

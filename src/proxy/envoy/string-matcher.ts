@@ -2,7 +2,7 @@
 // L7 engine (routes, headers) and RBAC. ignore_case folds ASCII only,
 // as Envoy (absl::EqualsIgnoreCase) does, and without allocating per call.
 import { re2Problem } from '../../util/re2.js';
-import { get, isObj, oneOf } from './proto-values.js';
+import { get, isObj, oneOf } from './values.js';
 
 export type StringTest = (s: string) => boolean;
 

@@ -4,6 +4,7 @@
 // settings and endpoint, so they survive config updates that do not change them; the ones an
 // update no longer references are drained.
 import { durationMs, enumName, list, num, obj, str, type EnvoyObject, type L7Config } from './config.js';
+import { loadAssignmentOf, usableEndpoints } from '../envoy/endpoints.js';
 import { createLoadBalancer, type LbHost, type LbOptions, type LbPolicy, type LoadBalancer } from './load-balancer.js';
 import { Http1Pool } from './h1-upstream.js';
 import { Http2Pool } from './h2-upstream.js';
@@ -22,8 +23,6 @@ const LB_POLICIES = [
   'CLUSTER_PROVIDED',
   'LOAD_BALANCING_POLICY_CONFIG',
 ];
-const HEALTH = ['UNKNOWN', 'HEALTHY', 'UNHEALTHY', 'DRAINING', 'TIMEOUT', 'DEGRADED'];
-const UNUSABLE = new Set(['UNHEALTHY', 'DRAINING', 'TIMEOUT']);
 const HTTP_PROTOCOL_OPTIONS = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
 
 /** Connection pools and in-flight count of one endpoint of one cluster, shared across config versions. */
@@ -106,7 +105,7 @@ export class ClusterManager {
     const shared = new Map<string, HostShared>();
     const previous = new Map<string, { cluster: EnvoyObject; cla: EnvoyObject | undefined; state: ClusterState }>();
     for (const [name, cluster] of config.clusters) {
-      const cla = loadAssignment(name, cluster, config);
+      const cla = loadAssignmentOf(name, cluster, config.endpoints);
       const prev = this.#previous.get(name);
       let state: ClusterState;
       if (prev && prev.cluster === cluster && prev.cla === cla) {
@@ -137,49 +136,23 @@ export class ClusterManager {
     cla: EnvoyObject | undefined,
     shared: Map<string, HostShared>,
   ): HostState[] {
-    const byPriority = new Map<number, HostState[]>();
-    for (const group of list(cla?.endpoints)) {
-      const priority = num(group.priority) ?? 0;
-      for (const lbe of list(group.lb_endpoints)) {
-        if (UNUSABLE.has(enumName(lbe.health_status, HEALTH) ?? '')) continue;
-        const sa = obj(obj(obj(lbe.endpoint)?.address)?.socket_address);
-        const address = str(sa?.address);
-        const port = num(sa?.port_value);
-        if (!address || port === undefined) continue;
-        const key = sharedKey(name, cluster, lbe);
-        let stats = shared.get(key) ?? this.#shared.get(key);
-        if (!stats) {
-          stats = new HostShared({ address, port, clusterName: name, cluster, endpoint: lbe }, this.#connector);
-        }
-        shared.set(key, stats);
-        const host: HostState = {
-          address,
-          port,
-          key: address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`,
-          weight: Math.max(1, num(lbe.load_balancing_weight) ?? 1),
-          endpoint: lbe,
-          stats,
-        };
-        const level = byPriority.get(priority);
-        if (level) level.push(host);
-        else byPriority.set(priority, [host]);
+    return usableEndpoints(cla).map(({ address, port, weight, endpoint: lbe }) => {
+      const key = sharedKey(name, cluster, lbe);
+      let stats = shared.get(key) ?? this.#shared.get(key);
+      if (!stats) {
+        stats = new HostShared({ address, port, clusterName: name, cluster, endpoint: lbe }, this.#connector);
       }
-    }
-    // The lowest priority with a usable host takes all traffic (no overprovisioning spill).
-    const priorities = [...byPriority.keys()].sort((a, b) => a - b);
-    return priorities.length > 0 ? byPriority.get(priorities[0]!)! : [];
+      shared.set(key, stats);
+      return {
+        address,
+        port,
+        key: address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`,
+        weight,
+        endpoint: lbe,
+        stats,
+      };
+    });
   }
-}
-
-/** EDS: the assignment named by eds_cluster_config.service_name (else the cluster name); others: load_assignment. */
-function loadAssignment(name: string, cluster: EnvoyObject, config: L7Config): EnvoyObject | undefined {
-  const type =
-    str(cluster.type) ??
-    (typeof cluster.type === 'number' ? ['STATIC', 'STRICT_DNS', 'LOGICAL_DNS', 'EDS'][cluster.type] : undefined);
-  if (type === 'EDS' || (cluster.eds_cluster_config !== undefined && cluster.eds_cluster_config !== null)) {
-    return config.endpoints.get(str(obj(cluster.eds_cluster_config)?.service_name) || name);
-  }
-  return obj(cluster.load_assignment);
 }
 
 /** Settings that change how connections are made: a change means new pools. */

@@ -2,6 +2,7 @@
 // local workloads' outbound proxies and inbound ports (with their L4 authorization), its
 // gateways and waypoints; and how to reach a destination (endpoint node or waypoint).
 import { readTrellisMetadata } from '../../xds/struct.js';
+import { loadAssignmentOf, usableEndpoints } from '../envoy/endpoints.js';
 import { compileRbacFilters, type CompiledRbac } from '../rbac/evaluate.js';
 import type { EnvoyObject, XdsState } from '../xds-client.js';
 
@@ -177,8 +178,7 @@ export class Resolver {
     if (typeof md.waypoint === 'string' && typeof md.hbone === 'string' && typeof md.identity === 'string') {
       return { kind: 'hbone', peer: md.hbone, authority: key, identity: md.identity, service: host, via: 'waypoint' };
     }
-    const svcName = (cluster.eds_cluster_config as { service_name?: string } | undefined)?.service_name || clusterName;
-    const eps = endpointsOf(this.#state.endpoints.get(svcName));
+    const eps = endpointsOf(loadAssignmentOf(clusterName, cluster, this.#state.endpoints));
     if (eps.length === 0) return { kind: 'refused', reason: 'no-healthy-upstream' };
     const i = (this.#rr.get(clusterName) ?? 0) % eps.length;
     this.#rr.set(clusterName, i + 1);
@@ -202,28 +202,15 @@ export class Resolver {
   }
 }
 
+/** The usable endpoints with the HBONE hints Trellis puts in their metadata. */
 function endpointsOf(cla: EnvoyObject | undefined): Ep[] {
-  if (!cla) return [];
-  const groups = ((cla.endpoints as EnvoyObject[] | undefined) ?? [])
-    .map((g) => ({ priority: Number(g.priority ?? 0), eps: (g.lb_endpoints as EnvoyObject[] | undefined) ?? [] }))
-    .filter((g) => g.eps.length > 0)
-    .sort((a, b) => a.priority - b.priority);
-  const first = groups[0];
-  if (!first) return [];
-  const out: Ep[] = [];
-  for (const e of first.eps) {
-    const status = String(e.health_status ?? 'HEALTHY');
-    if (status === 'UNHEALTHY' || status === 'DRAINING') continue;
-    const sa = ((e.endpoint as EnvoyObject | undefined)?.address as EnvoyObject | undefined)?.socket_address as
-      { address?: string; port_value?: number | string } | undefined;
-    if (!sa?.address) continue;
-    const md = readTrellisMetadata(e);
-    out.push({
-      address: sa.address,
-      port: Number(sa.port_value),
+  return usableEndpoints(cla).map(({ address, port, endpoint }) => {
+    const md = readTrellisMetadata(endpoint);
+    return {
+      address,
+      port,
       ...(typeof md.hbone === 'string' ? { hbone: md.hbone } : {}),
       ...(typeof md.identity === 'string' && md.identity ? { identity: md.identity } : {}),
-    });
-  }
-  return out;
+    };
+  });
 }

@@ -20,6 +20,7 @@ import { createHboneServer, type TunnelRequest } from '../hbone/server.js';
 import { defaultFilters, L7Engine } from '../l7/engine.js';
 import { rbacFilter } from '../l7/filters/rbac.js';
 import type { UpstreamTarget } from '../l7/upstream.js';
+import { stripHopByHop, type HeaderMap } from '../l7/headers.js';
 import { socketLike } from '../socket-like.js';
 import { XdsClient, type XdsState } from '../xds-client.js';
 import { readTrellisMetadata } from '../../xds/struct.js';
@@ -56,17 +57,6 @@ function listen(server: Server | Http2SecureServer, bind: Bind): Promise<void> {
     });
   });
 }
-
-const HOP_BY_HOP = new Set([
-  'proxy-connection',
-  'proxy-authorization',
-  'connection',
-  'keep-alive',
-  'transfer-encoding',
-  'upgrade',
-  'te',
-  'trailer',
-]);
 
 export class NodeProcess {
   readonly #opts: NodeProcessOptions;
@@ -427,13 +417,19 @@ export class NodeProcess {
       };
       this.#agents.set(agentKey, agent);
     }
-    const headers: Record<string, string | string[]> = {};
-    for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
-    const up = httpRequest({ agent, method: req.method, path: `${url.pathname}${url.search}`, headers });
+    // The parsed header objects are ours: stripped in place (the L7 engine's rule), no copies.
+    const headers = req.headers as HeaderMap;
+    stripHopByHop(headers);
+    delete headers['proxy-authorization'];
+    const up = httpRequest({
+      agent,
+      method: req.method,
+      path: `${url.pathname}${url.search}`,
+      headers: headers as Record<string, string | string[]>,
+    });
     up.on('response', (r) => {
-      const out: Record<string, string | string[]> = {};
-      for (const [k, v] of Object.entries(r.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) out[k] = v;
-      res.writeHead(r.statusCode ?? 502, out);
+      stripHopByHop(r.headers as HeaderMap);
+      res.writeHead(r.statusCode ?? 502, r.headers as Record<string, string | string[]>);
       r.pipe(res);
     });
     up.on('error', (e: Error) => {
@@ -534,13 +530,9 @@ export class NodeProcess {
   ): void {
     const started = Date.now();
     const up = netConnect(port, ip);
-    let sent = 0;
-    let received = 0;
     up.once('connect', () => {
       t.stream.respond({ ':status': 200 });
       this.#flow({ direction: 'inbound', verdict: 'FORWARDED', source, destination, via: 'hbone' }, 'open');
-      up.on('data', (d: Buffer) => (sent += d.length));
-      t.stream.on('data', (d: Buffer) => (received += d.length));
       t.stream.pipe(up).pipe(t.stream);
     });
     up.once('error', (e: Error) => {
@@ -569,8 +561,9 @@ export class NodeProcess {
             source,
             destination,
             via: 'hbone',
-            bytesSent: sent,
-            bytesReceived: received,
+            // The workload socket's own counters: what it answered is what the peer was sent.
+            bytesSent: up.bytesRead,
+            bytesReceived: up.bytesWritten,
             durationMs: Date.now() - started,
           },
           'close',

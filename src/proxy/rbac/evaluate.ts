@@ -8,7 +8,7 @@
 // caller cannot know (HTTP attributes at L4 or without a request, metadata, CEL conditions) is
 // UNKNOWN, which never matches an ALLOW policy and always matches a DENY policy (fail closed).
 import type { EnvoyObject } from '../../xds/translate/route-match.js';
-import { get, isObj, list, type Obj } from '../envoy/proto-values.js';
+import { array as list, get, isObj, type Obj } from '../envoy/values.js';
 import { permission, principal, type CompileContext } from './rules.js';
 import { and, NO, or, UNKNOWN, UNKNOWN_NODE, YES, type Eval } from './tri.js';
 

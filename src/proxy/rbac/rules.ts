@@ -2,7 +2,7 @@
 // Every input shape is read once here; evaluation only runs the resulting closures.
 import type { RbacAttributes } from './evaluate.js';
 import { attributeIp, compileCidr, inCidr } from './ip.js';
-import { get, isObj, list, num, oneOf } from '../envoy/proto-values.js';
+import { array as list, get, isObj, num, oneOf } from '../envoy/values.js';
 import { regexMatcher, stringMatcher, type StringTest } from '../envoy/string-matcher.js';
 import { and, leaf, NO, not, or, UNKNOWN, UNKNOWN_NODE, YES, YES_NODE, type Node, type Tri } from './tri.js';
 

@@ -1,0 +1,55 @@
+// A cluster's endpoints as every data-plane component reads them: the load assignment that
+// applies (EDS by service name, else inline), and the lowest priority level that has a usable
+// endpoint (UNHEALTHY, DRAINING and TIMEOUT are not). One reading for the L7 engine's cluster
+// manager and the node proxy's resolver.
+import { enumName, list, num, obj, str, type EnvoyObject } from './values.js';
+
+const HEALTH = ['UNKNOWN', 'HEALTHY', 'UNHEALTHY', 'DRAINING', 'TIMEOUT', 'DEGRADED'];
+const UNUSABLE = new Set(['UNHEALTHY', 'DRAINING', 'TIMEOUT']);
+
+export interface UsableEndpoint {
+  readonly address: string;
+  readonly port: number;
+  readonly weight: number;
+  /** The LbEndpoint (metadata, health). */
+  readonly endpoint: EnvoyObject;
+}
+
+/** EDS: the assignment named by eds_cluster_config.service_name (else the cluster name); others: load_assignment. */
+export function loadAssignmentOf(
+  name: string,
+  cluster: EnvoyObject,
+  endpoints: ReadonlyMap<string, EnvoyObject>,
+): EnvoyObject | undefined {
+  const type =
+    str(cluster.type) ??
+    (typeof cluster.type === 'number' ? ['STATIC', 'STRICT_DNS', 'LOGICAL_DNS', 'EDS'][cluster.type] : undefined);
+  if (type === 'EDS' || (cluster.eds_cluster_config !== undefined && cluster.eds_cluster_config !== null)) {
+    return endpoints.get(str(obj(cluster.eds_cluster_config)?.service_name) || name);
+  }
+  return obj(cluster.load_assignment);
+}
+
+/** The usable endpoints of the lowest priority that has one (no overprovisioning spill). */
+export function usableEndpoints(cla: EnvoyObject | undefined): UsableEndpoint[] {
+  let best: UsableEndpoint[] = [];
+  let bestPriority = Infinity;
+  for (const group of list(cla?.endpoints)) {
+    const priority = num(group.priority) ?? 0;
+    if (priority > bestPriority) continue;
+    const level: UsableEndpoint[] = priority === bestPriority ? best : [];
+    for (const lbe of list(group.lb_endpoints)) {
+      if (UNUSABLE.has(enumName(lbe.health_status, HEALTH) ?? '')) continue;
+      const sa = obj(obj(obj(lbe.endpoint)?.address)?.socket_address);
+      const address = str(sa?.address);
+      const port = num(sa?.port_value);
+      if (!address || port === undefined) continue;
+      level.push({ address, port, weight: Math.max(1, num(lbe.load_balancing_weight) ?? 1), endpoint: lbe });
+    }
+    if (level.length > 0 && priority < bestPriority) {
+      best = level;
+      bestPriority = priority;
+    }
+  }
+  return best;
+}
