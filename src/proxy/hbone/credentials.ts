@@ -32,7 +32,7 @@ export function sniFor(identity: string): string {
 
 export class Credentials {
   readonly #byIdentity = new Map<string, { svid: SvidPem; context: SecureContext; sni: string }>();
-  readonly #bySni = new Map<string, SecureContext>();
+  readonly #bySni = new Map<string, { identity: string; context: SecureContext }>();
   #bundlePem = '';
   #bundles: TrustBundles = new Map();
 
@@ -69,7 +69,7 @@ export class Credentials {
     const context = createSecureContext({ cert: svid.chain, key: svid.key, ca: this.#bundlePem || undefined });
     const sni = sniFor(svid.identity);
     this.#byIdentity.set(svid.identity, { svid, context, sni });
-    this.#bySni.set(sni, context);
+    this.#bySni.set(sni, { identity: svid.identity, context });
   }
 
   setBundle(pem: string, trustDomain: string): void {
@@ -90,7 +90,12 @@ export class Credentials {
   }
 
   contextForSni(sni: string): SecureContext | undefined {
-    return this.#bySni.get(sni);
+    return this.#bySni.get(sni)?.context;
+  }
+
+  /** The identity an SNI name asks for, when we hold it. */
+  identityForSni(sni: string): string | undefined {
+    return this.#bySni.get(sni)?.identity;
   }
 
   get identities(): string[] {

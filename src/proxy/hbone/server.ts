@@ -26,8 +26,6 @@ export interface TunnelRequest {
 
 export interface HboneServerOptions {
   readonly credentials: () => Credentials;
-  /** The identity behind an SNI name we hold. */
-  readonly identityForSni: (sni: string) => string | undefined;
   readonly onTunnel: (t: TunnelRequest) => void;
   /** A connection refused before any stream (TLS failure, peer not an SVID of ours). */
   readonly onRefused: (r: { peerAddress: string; reason: string; message: string; sni?: string }) => void;
@@ -92,7 +90,7 @@ export function createHboneServer(opts: HboneServerOptions): Http2SecureServer {
     opts.onTunnel({
       authority: String(headers[':authority']),
       peerIdentity,
-      localIdentity: opts.identityForSni(sni),
+      localIdentity: opts.credentials().identityForSni(sni),
       peerAddress: socket.remoteAddress ?? '',
       peerPort: socket.remotePort ?? 0,
       stream,

@@ -14,7 +14,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Http2SecureServer, ServerHttp2Stream } from 'node:http2';
 import { L4Metrics, type FlowRecord } from '../../observe/flows.js';
-import { Credentials, sniFor } from '../hbone/credentials.js';
+import { Credentials } from '../hbone/credentials.js';
 import { HbonePool, splitHostPort, TunnelError, type TunnelTarget } from '../hbone/client.js';
 import { createHboneServer, type TunnelRequest } from '../hbone/server.js';
 import { defaultFilters, L7Engine } from '../l7/engine.js';
@@ -156,10 +156,6 @@ export class NodeProcess {
     if (!cfg.hbone) return;
     const server = createHboneServer({
       credentials: () => this.#credentials,
-      identityForSni: (sni) =>
-        this.#config?.identities.find(
-          (id) => this.#credentials.contextForSni(sni) !== undefined && sniMatches(sni, id),
-        ),
       onTunnel: (t) => this.#onTunnel(t),
       onRefused: (r) =>
         this.#flow(
@@ -595,8 +591,4 @@ export class NodeProcess {
     if (this.#hbone) await closeServer(this.#hbone.server);
     if (this.#metricsServer) await closeServer(this.#metricsServer);
   }
-}
-
-function sniMatches(sni: string, identity: string): boolean {
-  return sniFor(identity) === sni;
 }
