@@ -1,10 +1,10 @@
 // The control plane's view of its config directory: load, watch, reload. A reload with
 // errors is rejected as a whole and the last good configuration keeps serving; the
 // rejection is kept for the admin API and logged with its reasons.
-import { watch, type FSWatcher } from 'node:fs';
 import type { Diagnostic } from '../config/diagnostic.js';
 import { loadPaths } from '../config/load.js';
 import type { Resource } from '../config/resource.js';
+import { TreeWatch } from './tree-watch.js';
 
 export interface ConfigState {
   /** The configuration in force. */
@@ -31,7 +31,7 @@ export interface ConfigWatcherOptions {
 export class ConfigWatcher {
   readonly #opts: ConfigWatcherOptions;
   #state: ConfigState;
-  #watchers: FSWatcher[] = [];
+  #watch: TreeWatch | undefined;
   #timer: NodeJS.Timeout | undefined;
 
   /** Loads once; throws nothing — an invalid initial config starts empty and reports why. */
@@ -50,13 +50,8 @@ export class ConfigWatcher {
   }
 
   start(): void {
-    for (const p of this.#opts.watch) {
-      try {
-        this.#watchers.push(watch(p, { recursive: true }, () => this.#schedule()));
-      } catch {
-        // A path that cannot be watched (gone, or no recursive watch here) is re-read on the next change elsewhere.
-      }
-    }
+    this.#watch = new TreeWatch(this.#opts.watch, () => this.#schedule());
+    this.#watch.start();
   }
 
   /** Re-reads now (tests and `trellis apply` use this instead of waiting for the watcher). */
@@ -80,8 +75,8 @@ export class ConfigWatcher {
 
   close(): void {
     clearTimeout(this.#timer);
-    for (const w of this.#watchers) w.close();
-    this.#watchers = [];
+    this.#watch?.close();
+    this.#watch = undefined;
   }
 
   #schedule(): void {

@@ -16,6 +16,8 @@ export const ANALYSIS_CODES = {
   WorkloadPlacedTwice: { code: 'TRL0005', level: 'Error' },
   ConflictingDestinationRules: { code: 'TRL0006', level: 'Warning' },
   IgnoredPolicy: { code: 'TRL0007', level: 'Warning' },
+  UpstreamServiceNotFound: { code: 'TRL0008', level: 'Warning' },
+  UpstreamPortConflict: { code: 'TRL0009', level: 'Error' },
 } as const satisfies Record<string, { code: string; level: AnalysisLevel }>;
 
 export type AnalysisName = keyof typeof ANALYSIS_CODES;

@@ -38,6 +38,7 @@ import {
   type ServiceEnv,
 } from './services.js';
 import { compileWorkloads, parseLocality, type WorkloadCache } from './workloads.js';
+import { checkUpstreams } from './upstreams.js';
 
 /**
  * Compiles resources into the mesh model, reusing per-resource results whose inputs did not
@@ -131,6 +132,7 @@ function compileWith(
   const identities = [...identityMap.values()];
   const nodes = compileNodes(mesh, workloads, services, policies, gateways);
   checkGatewayPlacement(index, gateways, analysis);
+  checkUpstreams(index, workloads, services, nodes, gateways, analysis);
 
   const statuses: ResourceStatusModel[] = [
     ...index.all('GatewayClass').map((c) => ({

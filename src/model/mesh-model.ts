@@ -40,6 +40,18 @@ export interface WorkloadModel {
   readonly command?: readonly string[];
   readonly env?: readonly { readonly name: string; readonly value: string }[];
   readonly workingDir?: string;
+  /** Local TCP ports its node listens on for it, one per mesh service it calls (trellis.dev Workload). */
+  readonly upstreams?: readonly UpstreamModel[];
+}
+
+/** A local plain-TCP port for one destination (Consul Connect's upstreams / local_bind_port). */
+export interface UpstreamModel {
+  /** The destination service host name. */
+  readonly host: string;
+  /** The destination service port. */
+  readonly port: number;
+  readonly localAddress: string;
+  readonly localPort: number;
 }
 
 export interface ServicePortModel {

@@ -87,6 +87,13 @@ export function compileWorkloads(
     if (placement?.spec.command) w.command = placement.spec.command;
     if (placement?.spec.env) w.env = placement.spec.env;
     if (placement?.spec.workingDir) w.workingDir = placement.spec.workingDir;
+    if (placement?.spec.upstreams?.length)
+      w.upstreams = placement.spec.upstreams.map((u) => ({
+        host: u.host,
+        port: u.port,
+        localAddress: u.localAddress,
+        localPort: u.localPort,
+      }));
     cache.set(we, { deps: [mesh.trustDomain, placement, nodeKnown], model: w });
     out.push(w);
   }

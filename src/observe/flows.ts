@@ -6,6 +6,8 @@ export type Verdict = 'FORWARDED' | 'DENIED' | 'ERROR';
 export interface FlowRecord {
   readonly time: string;
   readonly node: string;
+  /** The node's worker process that handled it (when the node runs several). */
+  readonly worker?: number;
   readonly direction: 'outbound' | 'inbound';
   readonly verdict: Verdict;
   /** Why it was denied or failed (a verify.ts reason, an RBAC decision, a connect error). */
@@ -37,6 +39,17 @@ export class L4Metrics {
     const s = series.get(key);
     if (s) s.value += by;
     else series.set(key, { labels, value: by });
+  }
+
+  /** Every series, for adding up the counters of several worker processes. */
+  snapshot(): [name: string, labels: Labels, value: number][] {
+    const out: [string, Labels, number][] = [];
+    for (const [name, series] of this.#counters) for (const s of series.values()) out.push([name, s.labels, s.value]);
+    return out;
+  }
+
+  merge(series: readonly (readonly [name: string, labels: Labels, value: number])[]): void {
+    for (const [name, labels, value] of series) this.add(name, labels, value);
   }
 
   record(f: FlowRecord, phase: 'open' | 'close'): void {

@@ -216,11 +216,11 @@ export class XdsClient {
     st.resources = decoded;
     this.#send(key);
     this.#resubscribe();
+    // Envoy's warming: nothing is applied until every referenced resource has arrived once.
+    if (!this.#warm()) return;
     this.#opts.onUpdate(this.state);
-    if (this.#warm()) {
-      this.#readyResolve?.();
-      this.#readyResolve = undefined;
-    }
+    this.#readyResolve?.();
+    this.#readyResolve = undefined;
   }
 
   /** Follows references: listeners -> route configs, clusters -> load assignments, listeners -> secrets. */

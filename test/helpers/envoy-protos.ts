@@ -30,6 +30,7 @@ export function envoyRoot(): protobuf.Root {
       'envoy/extensions/transport_sockets/tls/v3/tls.proto',
       'envoy/extensions/filters/http/rbac/v3/rbac.proto',
       'envoy/extensions/filters/network/rbac/v3/rbac.proto',
+      'envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto',
       'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
     ],
     { keepCase: true },

@@ -1,7 +1,7 @@
 // Runs `trellis up -f examples/shop` in a child process for end-to-end tests: waits for its
 // summary, gives helpers to call through the mesh, and always stops it (SIGTERM, then SIGKILL).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,9 +19,60 @@ export interface MeshUp {
   stop(): Promise<void>;
 }
 
-export async function meshUp(configDir = join(REPO_ROOT, 'examples/shop'), timeoutMs = 60_000): Promise<MeshUp> {
+// The example's ports are fixed (gateway :8000, HBONE :15008, xDS :15010...), and the test
+// runner runs two files at once: one mesh at a time, across test processes.
+const LOCK = join(tmpdir(), 'trellis-test-mesh-up.lock');
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function acquireMeshLock(timeoutMs: number): Promise<() => void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      writeFileSync(LOCK, String(process.pid), { flag: 'wx' });
+      const release = (): void => {
+        process.off('exit', release);
+        try {
+          if (readFileSync(LOCK, 'utf8') === String(process.pid)) unlinkSync(LOCK);
+        } catch {
+          // already gone
+        }
+      };
+      process.on('exit', release);
+      return release;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    let holder = NaN;
+    try {
+      holder = Number(readFileSync(LOCK, 'utf8'));
+    } catch {
+      continue;
+    }
+    if (!Number.isInteger(holder) || holder <= 0 || !pidAlive(holder)) {
+      rmSync(LOCK, { force: true });
+      continue;
+    }
+    if (Date.now() > deadline) throw new Error(`another test's mesh (pid ${holder}) held ${LOCK} too long`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+export async function meshUp(
+  configDir = join(REPO_ROOT, 'examples/shop'),
+  timeoutMs = 60_000,
+  extraArgs: readonly string[] = [],
+): Promise<MeshUp> {
+  const release = await acquireMeshLock(10 * 60_000);
   const stateDir = mkdtempSync(join(tmpdir(), 'trellis-up-'));
-  const child = spawn(process.execPath, [BIN, 'up', '-f', configDir, '--state-dir', stateDir], {
+  const child = spawn(process.execPath, [BIN, 'up', '-f', configDir, '--state-dir', stateDir, ...extraArgs], {
     cwd: REPO_ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -38,6 +89,7 @@ export async function meshUp(configDir = join(REPO_ROOT, 'examples/shop'), timeo
       clearTimeout(t);
     }
     if (!process.env.TRELLIS_KEEP_STATE) rmSync(stateDir, { recursive: true, force: true });
+    release();
   };
   const deadline = Date.now() + timeoutMs;
   while (!out.includes('Ctrl-C stops everything.')) {
@@ -96,6 +148,47 @@ export function httpGet(
       },
     );
     req.on('timeout', () => req.destroy(new Error(`timeout: ${url}`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Polls until `cond` holds (bounded). */
+export async function waitFor(cond: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** CONNECT through an HTTP proxy (a node's outbound proxy), send one line, return the status and the first reply. */
+export function tcpExchangeVia(
+  proxy: string,
+  target: string,
+  line: string,
+  timeoutMs = 5000,
+): Promise<{ status: number; reply: string }> {
+  const [host, port] = proxy.split(':');
+  return new Promise((resolve, reject) => {
+    const req = request({ host, port: Number(port), method: 'CONNECT', path: target, timeout: timeoutMs });
+    req.on('timeout', () => req.destroy(new Error(`timeout: CONNECT ${target} via ${proxy}`)));
+    req.on('connect', (res, socket) => {
+      if (res.statusCode !== 200) {
+        socket.destroy();
+        resolve({ status: res.statusCode ?? 0, reply: '' });
+        return;
+      }
+      const timer = setTimeout(() => socket.destroy(new Error(`no reply from ${target}`)), timeoutMs);
+      socket.setEncoding('utf8');
+      socket.once('data', (d: string) => {
+        clearTimeout(timer);
+        socket.end();
+        resolve({ status: 200, reply: d });
+      });
+      socket.once('error', reject);
+      socket.write(line);
+    });
     req.on('error', reject);
     req.end();
   });

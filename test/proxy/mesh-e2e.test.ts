@@ -13,7 +13,7 @@ import { pemEncode } from '../../src/identity/x509-builder.js';
 import { Credentials, sniFor } from '../../src/proxy/hbone/credentials.js';
 import { HbonePool, TunnelError } from '../../src/proxy/hbone/client.js';
 import { createHboneServer } from '../../src/proxy/hbone/server.js';
-import { httpGet, meshUp, type MeshUp } from '../helpers/mesh-up.js';
+import { httpGet, meshUp, waitFor, type MeshUp } from '../helpers/mesh-up.js';
 
 const API = 'http://api.shop.svc.cluster.local:8080/';
 const ORDERS = 'orders.shop.svc.cluster.local:7000';
@@ -219,14 +219,6 @@ test('a server presenting a valid SVID of the wrong service is refused before an
     await new Promise((r) => rogue.close(r));
   }
 });
-
-async function waitFor(cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 function connectVia(proxy: string, target: string): Promise<{ status: number; raw: string }> {
   const [host, port] = proxy.split(':');

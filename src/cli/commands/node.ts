@@ -1,14 +1,27 @@
 // trellis node: one node process (node proxy + the gateways/waypoints placed on the node),
-// configured by the control plane over xDS.
+// configured by the control plane over xDS; with --concurrency above 1, one worker process
+// per core behind a primary that holds the xDS stream (Envoy's model).
+import { availableParallelism } from 'node:os';
 import { UsageError } from '../../errors.js';
 import { NodeProcess } from '../../proxy/node/node-process.js';
+import { isNodeWorker, NodeWorkers, runNodeWorker } from '../../proxy/node/workers.js';
+import type { Bind, NodeConfig } from '../../proxy/node/node-config.js';
 import { HELP_FLAG, type Command } from '../command.js';
+import { concurrencyFlag } from '../concurrency.js';
 import { hostPort } from '../host-port.js';
+
+function logTo(node: string, worker?: string) {
+  return (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void => {
+    process.stderr.write(
+      `${JSON.stringify({ time: new Date().toISOString(), level, component: 'node', node, ...(worker ? { worker } : {}), msg, ...fields })}\n`,
+    );
+  };
+}
 
 export const nodeCommand: Command = {
   name: 'node',
   summary: 'Run the node proxy for one Mesh node (HBONE, outbound proxies, gateways, waypoints)',
-  usage: 'trellis node --name NODE [--xds 127.0.0.1:15010] [--metrics-listen HOST:PORT]',
+  usage: 'trellis node --name NODE [--xds 127.0.0.1:15010] [--metrics-listen HOST:PORT] [--concurrency N]',
   flags: [
     { name: 'name', type: 'string', valueName: 'NODE', description: "the node's name in the Mesh's spec.nodes" },
     { name: 'xds', type: 'string', valueName: 'HOST:PORT', description: 'the control plane, default 127.0.0.1:15010' },
@@ -18,26 +31,42 @@ export const nodeCommand: Command = {
       valueName: 'HOST:PORT',
       description: 'serve /metrics and /healthz/ready here (Istio: 15020)',
     },
+    {
+      name: 'concurrency',
+      type: 'string',
+      valueName: 'N',
+      description: 'worker processes, each with its own connections and upstream pools (default: one per core)',
+    },
     HELP_FLAG,
   ],
   async run(args, io) {
     const name = args.flags.name as string | undefined;
     if (!name) throw new UsageError('trellis node needs --name NODE (a node of the Mesh spec.nodes)');
+    if (isNodeWorker()) {
+      const worker = process.env.TRELLIS_NODE_WORKER ?? '0';
+      runNodeWorker(name, Number(worker), logTo(name, worker));
+      // The worker lives until the primary tells it to stop (it exits the process itself).
+      await new Promise<never>(() => undefined);
+    }
     const xds = (args.flags.xds as string | undefined) ?? '127.0.0.1:15010';
     hostPort(xds, 'xds');
     const metrics = args.flags['metrics-listen'] as string | undefined;
-    const node = new NodeProcess({
-      node: name,
-      xds,
-      ...(metrics
-        ? { metricsListen: (({ host, port }) => ({ address: host, port }))(hostPort(metrics, 'metrics-listen')) }
-        : {}),
-    });
+    const metricsListen: Bind | undefined = metrics
+      ? (({ host, port }) => ({ address: host, port }))(hostPort(metrics, 'metrics-listen'))
+      : undefined;
+    const concurrency = concurrencyFlag(args.flags.concurrency as string | undefined) ?? availableParallelism();
+    const log = logTo(name);
+    const node: { config: NodeConfig | undefined; start(): Promise<void>; close(): Promise<void> } =
+      concurrency === 1
+        ? new NodeProcess({ node: name, xds, log, ...(metricsListen ? { metricsListen } : {}) })
+        : new NodeWorkers({ node: name, xds, concurrency, log, ...(metricsListen ? { metricsListen } : {}) });
     await node.start();
     if (!node.config?.hbone) {
       io.err(`trellis node: the control plane has no node ${JSON.stringify(name)} (yet); waiting for it`);
     } else {
-      io.err(`trellis node ${name}: ready (HBONE ${node.config.hbone.address}:${node.config.hbone.port})`);
+      io.err(
+        `trellis node ${name}: ready (HBONE ${node.config.hbone.address}:${node.config.hbone.port}, ${concurrency} worker${concurrency === 1 ? '' : 's'})`,
+      );
     }
     await new Promise<void>((resolve) => {
       process.once('SIGINT', () => resolve());

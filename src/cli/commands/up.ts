@@ -15,6 +15,7 @@ import { parseGoDuration } from '../../util/duration.js';
 import { TYPE_URLS } from '../../xds/snapshot.js';
 import { proxylessSnapshot } from '../../xds/translate/proxyless.js';
 import { HELP_FLAG, type Command } from '../command.js';
+import { concurrencyFlag } from '../concurrency.js';
 import { hostPort } from '../host-port.js';
 import type { Io } from '../output.js';
 import { Supervisor, waitForHttp, waitForPort } from '../supervisor.js';
@@ -73,7 +74,8 @@ function tryCommands(model: MeshModel): string[] {
 export const upCommand: Command = {
   name: 'up',
   summary: 'Run a whole mesh on this machine: control plane, one node process per Mesh node, and the workloads',
-  usage: 'trellis up -f DIR [--state-dir DIR] [--xds-listen 127.0.0.1:15010] [--admin-listen 127.0.0.1:15014]',
+  usage:
+    'trellis up -f DIR [--state-dir DIR] [--xds-listen 127.0.0.1:15010] [--admin-listen 127.0.0.1:15014] [--concurrency N]',
   flags: [
     { name: 'config', short: 'f', type: 'list', valueName: 'DIR', description: 'config directory (or file)' },
     {
@@ -84,6 +86,13 @@ export const upCommand: Command = {
     },
     { name: 'xds-listen', type: 'string', valueName: 'HOST:PORT', description: 'default 127.0.0.1:15010' },
     { name: 'admin-listen', type: 'string', valueName: 'HOST:PORT', description: 'default 127.0.0.1:15014' },
+    {
+      name: 'concurrency',
+      type: 'string',
+      valueName: 'N',
+      // The nodes of `trellis up` share one machine, so one worker each unless asked.
+      description: 'worker processes per node (trellis node --concurrency), default 1',
+    },
     HELP_FLAG,
   ],
   async run(args, io) {
@@ -91,6 +100,7 @@ export const upCommand: Command = {
     if (paths.length === 0) throw new UsageError('trellis up needs -f DIR (for example: trellis up -f examples/shop)');
     const xds = hostPort((args.flags['xds-listen'] as string | undefined) ?? '127.0.0.1:15010', 'xds-listen');
     const admin = hostPort((args.flags['admin-listen'] as string | undefined) ?? '127.0.0.1:15014', 'admin-listen');
+    const concurrency = concurrencyFlag(args.flags.concurrency as string | undefined) ?? 1;
     for (const p of paths) if (!existsSync(p)) throw new UsageError(`-f ${p}: no such file or directory`);
     const first = resolve(paths[0]!);
     const configDir = statSync(first).isDirectory() ? first : dirname(first);
@@ -154,7 +164,7 @@ export const upCommand: Command = {
       rmSync(lockFile, { force: true });
     };
     try {
-      await startAll(sup, io, { paths, model, stateDir, caDir, xds, admin, configDir });
+      await startAll(sup, io, { paths, model, stateDir, caDir, xds, admin, configDir, concurrency });
     } catch (e) {
       io.err(`trellis up: ${(e as Error).message}; stopping what was started`);
       await stop();
@@ -181,6 +191,7 @@ async function startAll(
     caDir: string;
     xds: { host: string; port: number };
     admin: { host: string; port: number };
+    concurrency: number;
     configDir: string;
   },
 ): Promise<void> {
@@ -216,6 +227,8 @@ async function startAll(
         `${o.xds.host}:${o.xds.port}`,
         '--metrics-listen',
         `${n.address}:${n.ports.metrics}`,
+        '--concurrency',
+        String(o.concurrency),
       ],
       { stdoutFile: `${n.name}.flows.jsonl` },
     );

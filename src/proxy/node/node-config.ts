@@ -1,6 +1,7 @@
 // What one node process must run, read from the xDS it holds (pure): its HBONE listener,
-// local workloads' outbound proxies and inbound ports (with their L4 authorization), its
-// gateways and waypoints; and how to reach a destination (endpoint node or waypoint).
+// local workloads' outbound proxies, upstream ports and inbound ports (with their L4
+// authorization), its gateways and waypoints; and how to reach a destination (endpoint node
+// or waypoint).
 import { readTrellisMetadata } from '../../xds/struct.js';
 import { loadAssignmentOf, usableEndpoints } from '../envoy/endpoints.js';
 import { compileRbacFilters, type CompiledRbac } from '../rbac/evaluate.js';
@@ -15,6 +16,17 @@ export interface OutboundListener extends Bind {
   readonly name: string;
   readonly workload: string;
   readonly identity: string;
+}
+
+/** A local plain-TCP port of one workload for one destination (Workload spec.upstreams). */
+export interface UpstreamPort extends Bind {
+  readonly name: string;
+  readonly workload: string;
+  /** The workload's SPIFFE ID: what the node calls the destination as. */
+  readonly identity: string;
+  /** The destination service host and port. */
+  readonly host: string;
+  readonly destPort: number;
 }
 
 export interface InboundPort extends Bind {
@@ -37,6 +49,8 @@ export interface NodeConfig {
   readonly node: string;
   readonly hbone?: Bind;
   readonly outbound: readonly OutboundListener[];
+  /** By name. */
+  readonly upstreams: readonly UpstreamPort[];
   /** By "ip:port". */
   readonly inbound: ReadonlyMap<string, InboundPort>;
   readonly l7: readonly L7Role[];
@@ -75,6 +89,7 @@ export function nodeConfig(node: string, state: XdsState): NodeConfig {
   const prefix = `trellis/${node}/`;
   let hbone: Bind | undefined;
   const outbound: OutboundListener[] = [];
+  const upstreams: UpstreamPort[] = [];
   const inbound = new Map<string, InboundPort>();
   const l7: L7Role[] = [];
   const identities = new Set<string>();
@@ -88,7 +103,13 @@ export function nodeConfig(node: string, state: XdsState): NodeConfig {
     const chains = (l.filter_chains as EnvoyObject[] | undefined) ?? [];
     if (role === 'hbone') hbone = bind;
     else if (role === 'outbound' && bind) outbound.push({ name, ...bind, workload: str(md.workload), identity });
-    else if (role === 'inbound' && bind) {
+    else if (role === 'upstream' && bind) {
+      const dest = str(md.destination);
+      const colon = dest.lastIndexOf(':');
+      const destPort = Number(dest.slice(colon + 1));
+      if (colon > 0 && Number.isInteger(destPort) && destPort > 0)
+        upstreams.push({ name, ...bind, workload: str(md.workload), identity, host: dest.slice(0, colon), destPort });
+    } else if (role === 'inbound' && bind) {
       const filters = chains.flatMap((c) => (c.filters as EnvoyObject[] | undefined) ?? []);
       inbound.set(`${bind.address}:${bind.port}`, {
         ...bind,
@@ -113,10 +134,12 @@ export function nodeConfig(node: string, state: XdsState): NodeConfig {
     }
   }
   outbound.sort((a, b) => (a.name < b.name ? -1 : 1));
+  upstreams.sort((a, b) => (a.name < b.name ? -1 : 1));
   return {
     node,
     ...(hbone ? { hbone } : {}),
     outbound,
+    upstreams,
     inbound,
     l7,
     identities: [...identities].sort(),

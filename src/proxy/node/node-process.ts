@@ -10,9 +10,14 @@ import {
   type Server,
   type ServerResponse,
 } from 'node:http';
-import { connect as netConnect, type Socket } from 'node:net';
+import {
+  connect as netConnect,
+  createServer as createNetServer,
+  type Server as NetServer,
+  type Socket,
+} from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { Http2SecureServer, ServerHttp2Stream } from 'node:http2';
+import type { Http2SecureServer, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import { L4Metrics, type FlowRecord } from '../../observe/flows.js';
 import { Credentials } from '../hbone/credentials.js';
 import { HbonePool, splitHostPort, TunnelError, type TunnelTarget } from '../hbone/client.js';
@@ -28,18 +33,37 @@ import { nodeConfig, Resolver, secretNamesFor, type Bind, type NodeConfig, type 
 
 export interface NodeProcessOptions {
   readonly node: string;
-  readonly xds: string;
+  /** The control plane ("host:port"). Absent in a worker: the primary holds the xDS stream and hands states over (applyState). */
+  readonly xds?: string;
   /** Flow records, one per connection (default: JSON lines on stdout). */
   readonly onFlow?: (f: FlowRecord) => void;
   readonly log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
   /** Where /metrics and /healthz/ready are served ("ip:port"); default the node's metrics port is not known here. */
   readonly metricsListen?: Bind;
+  /** Which worker of the node this process is (in flow records), when there are several. */
+  readonly worker?: number;
 }
 
 interface Running {
   readonly key: string;
   close(): Promise<void>;
 }
+
+const NOT_CONFIGURED: Route = { kind: 'refused', reason: 'not-configured' };
+
+/** Both directions piped, half-close passed on, and an error on either side tears down both. */
+function splice(client: Duplex, upstream: Duplex): void {
+  client.on('error', () => upstream.destroy());
+  upstream.on('error', () => client.destroy());
+  client.once('close', () => upstream.destroy());
+  // end, not destroy: what the upstream sent may still be queued for the client.
+  upstream.once('close', () => client.end());
+  if (client.destroyed) upstream.destroy();
+  else client.pipe(upstream).pipe(client);
+}
+
+/** How long open HBONE sessions get to finish their streams when the node stops or the listener moves. */
+const HBONE_DRAIN_MS = 2_000;
 
 function closeServer(s: Server | Http2SecureServer): Promise<void> {
   return new Promise((resolve) => {
@@ -48,7 +72,25 @@ function closeServer(s: Server | Http2SecureServer): Promise<void> {
   });
 }
 
-function listen(server: Server | Http2SecureServer, bind: Bind): Promise<void> {
+/** HTTP/2 servers wait for every session to end: ask peers to go away (GOAWAY), then cut what is left. */
+function trackSessions(server: Http2SecureServer): () => Promise<void> {
+  const sessions = new Set<ServerHttp2Session>();
+  server.on('session', (session: ServerHttp2Session) => {
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
+  });
+  return async () => {
+    const closed = closeServer(server);
+    for (const session of sessions) session.close();
+    const timer = setTimeout(() => {
+      for (const session of sessions) session.destroy();
+    }, HBONE_DRAIN_MS);
+    await closed;
+    clearTimeout(timer);
+  };
+}
+
+function listen(server: Server | NetServer | Http2SecureServer, bind: Bind): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(bind.port, bind.address, () => {
@@ -60,15 +102,19 @@ function listen(server: Server | Http2SecureServer, bind: Bind): Promise<void> {
 
 export class NodeProcess {
   readonly #opts: NodeProcessOptions;
-  readonly #xds: XdsClient;
+  readonly #xds: XdsClient | undefined;
+  #firstApplied!: () => void;
+  /** Resolves once a first complete configuration is applied. */
+  readonly applied = new Promise<void>((resolve) => (this.#firstApplied = resolve));
   readonly metrics = new L4Metrics();
   #credentials = new Credentials();
   #config: NodeConfig | undefined;
   #resolver: Resolver | undefined;
   #state: XdsState | undefined;
   readonly #pool = new HbonePool(() => this.#credentials);
-  #hbone: { key: string; server: Http2SecureServer } | undefined;
+  #hbone: { key: string; close: () => Promise<void> } | undefined;
   readonly #outbound = new Map<string, Running>();
+  readonly #upstreams = new Map<string, Running>();
   readonly #engines = new Map<string, { engine: L7Engine; listener?: Running; key: string }>();
   readonly #agents = new Map<string, Agent>();
   #metricsServer: Server | undefined;
@@ -77,18 +123,26 @@ export class NodeProcess {
 
   constructor(opts: NodeProcessOptions) {
     this.#opts = opts;
-    this.#xds = new XdsClient({
-      server: opts.xds,
-      nodeId: opts.node,
-      secretNames: (s) => secretNamesFor(opts.node, s),
-      onUpdate: (s) => {
-        this.#state = s;
-        this.#applying = this.#applying
-          .then(() => this.#apply(s))
-          .catch((e: unknown) => this.#log('error', 'applying configuration failed', { error: String(e) }));
-      },
-      log: (level, msg, fields) => this.#log(level, msg, fields),
-    });
+    this.#xds =
+      opts.xds === undefined
+        ? undefined
+        : new XdsClient({
+            server: opts.xds,
+            nodeId: opts.node,
+            secretNames: (s) => secretNamesFor(opts.node, s),
+            onUpdate: (s) => this.applyState(s),
+            log: (level, msg, fields) => this.#log(level, msg, fields),
+          });
+  }
+
+  /** Applies a whole xDS state (from this process's own client, or handed over by the primary). */
+  applyState(state: XdsState): Promise<void> {
+    this.#state = state;
+    this.#applying = this.#applying
+      .then(() => this.#apply(state))
+      .then(() => this.#firstApplied())
+      .catch((e: unknown) => this.#log('error', 'applying configuration failed', { error: String(e) }));
+    return this.#applying;
   }
 
   #log(level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void {
@@ -100,7 +154,12 @@ export class NodeProcess {
   }
 
   #flow(f: Omit<FlowRecord, 'time' | 'node'>, phase: 'open' | 'close' | 'once'): void {
-    const rec: FlowRecord = { time: new Date().toISOString(), node: this.#opts.node, ...f };
+    const rec: FlowRecord = {
+      time: new Date().toISOString(),
+      node: this.#opts.node,
+      ...(this.#opts.worker !== undefined ? { worker: this.#opts.worker } : {}),
+      ...f,
+    };
     if (phase !== 'close') this.metrics.record(rec, 'open');
     if (phase !== 'open') {
       this.metrics.record(rec, 'close');
@@ -111,7 +170,7 @@ export class NodeProcess {
 
   /** Starts; resolves once the first complete configuration is applied (or after `warmMs`). */
   async start(warmMs = 10_000): Promise<void> {
-    this.#xds.start();
+    this.#xds?.start();
     if (this.#opts.metricsListen) {
       this.#metricsServer = createHttpServer((req, res) => {
         if (req.url === '/metrics') {
@@ -128,7 +187,7 @@ export class NodeProcess {
       await listen(this.#metricsServer, this.#opts.metricsListen);
     }
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.#xds.ready, new Promise((r) => (timer = setTimeout(r, warmMs)))]);
+    await Promise.race([this.applied, new Promise((r) => (timer = setTimeout(r, warmMs)))]);
     clearTimeout(timer);
     await this.#applying;
   }
@@ -145,13 +204,14 @@ export class NodeProcess {
     this.#config = cfg;
     await this.#applyHbone(cfg);
     await this.#applyOutbound(cfg);
+    await this.#applyUpstreams(cfg);
     await this.#applyL7(cfg, state);
   }
 
   async #applyHbone(cfg: NodeConfig): Promise<void> {
     const key = cfg.hbone ? `${cfg.hbone.address}:${cfg.hbone.port}` : '';
     if (this.#hbone?.key === key) return;
-    if (this.#hbone) await closeServer(this.#hbone.server);
+    if (this.#hbone) await this.#hbone.close();
     this.#hbone = undefined;
     if (!cfg.hbone) return;
     const server = createHboneServer({
@@ -171,8 +231,9 @@ export class NodeProcess {
         ),
     });
     try {
+      const close = trackSessions(server);
       await listen(server, cfg.hbone);
-      this.#hbone = { key, server };
+      this.#hbone = { key, close };
       this.#log('info', 'HBONE listening', { address: key });
     } catch (e) {
       this.#log('error', 'HBONE listener failed', { address: key, error: String(e) });
@@ -204,6 +265,59 @@ export class NodeProcess {
           address: `${o.address}:${o.port}`,
           error: String(e),
         });
+      }
+    }
+  }
+
+  /**
+   * Workload upstream ports (Consul Connect's local_bind_port): a TCP listener per upstream;
+   * each connection it accepts goes to the upstream's destination as the workload's identity,
+   * as a CONNECT through its outbound proxy would. Listeners no longer wanted close (with
+   * their connections), new ones open, unchanged ones stay; `undefined`, or a closed process,
+   * closes them all. Calls run one at a time; the listeners live in this closure.
+   */
+  /** Per-upstream local ports: each accepted connection is one tunnel (or direct connection) to the upstream. */
+  async #applyUpstreams(cfg: NodeConfig): Promise<void> {
+    const wanted = new Map(
+      cfg.upstreams.map((u) => [`${u.name}@${u.address}:${u.port}@${u.identity}@${u.host}:${u.destPort}`, u]),
+    );
+    for (const [key, r] of this.#upstreams) {
+      if (!wanted.has(key)) {
+        this.#upstreams.delete(key);
+        await r.close();
+      }
+    }
+    for (const [key, u] of wanted) {
+      if (this.#upstreams.has(key)) continue;
+      const sockets = new Set<Socket>();
+      // Half-open: a client that is done sending still gets the rest of the answer.
+      const server = createNetServer({ allowHalfOpen: true }, (client) => {
+        sockets.add(client);
+        client.once('close', () => sockets.delete(client));
+        client.on('error', () => undefined);
+        const route = this.#resolver?.resolve(u.host, u.destPort) ?? NOT_CONFIGURED;
+        this.#connectRoute(route, { identity: u.identity, workload: u.workload }, `${u.host}:${u.destPort}`).then(
+          (up) => splice(client, up),
+          () => client.destroy(),
+        );
+      });
+      const address = `${u.address}:${u.port}`;
+      try {
+        await listen(server, u);
+        this.#upstreams.set(key, {
+          key,
+          close: () => {
+            for (const c of sockets) c.destroy();
+            return new Promise<void>((resolve) => server.close(() => resolve()));
+          },
+        });
+        this.#log('info', 'upstream port listening', {
+          workload: u.workload,
+          address,
+          destination: `${u.host}:${u.destPort}`,
+        });
+      } catch (e) {
+        this.#log('error', 'upstream port failed to listen', { workload: u.workload, address, error: String(e) });
       }
     }
   }
@@ -337,32 +451,52 @@ export class NodeProcess {
     }
   }
 
-  async #connectRoute(route: Route, sourceIdentity: string, workload: string): Promise<Duplex> {
-    if (route.kind === 'refused') throw new TunnelError(route.reason, route.reason);
-    if (route.kind === 'direct') {
-      const s = netConnect(route.port, route.address);
-      await new Promise<void>((resolve, reject) => {
-        s.once('connect', resolve);
-        s.once('error', reject);
-      });
+  /**
+   * A connection for a workload to what it asked for ("host:port"): a tunnel, or a direct
+   * connection for a destination outside the mesh. Every outcome has its flow record.
+   */
+  async #connectRoute(
+    route: Route,
+    source: { readonly identity: string; readonly workload: string },
+    requested: string,
+  ): Promise<Duplex> {
+    if (route.kind === 'refused') {
       this.#flow(
-        {
-          direction: 'outbound',
-          verdict: 'FORWARDED',
-          source: { identity: sourceIdentity, workload },
-          destination: {
-            address: `${route.address}:${route.port}`,
-            ...(route.service ? { service: route.service } : {}),
-          },
-          via: 'passthrough',
-        },
+        { direction: 'outbound', verdict: 'ERROR', reason: route.reason, source, destination: { service: requested } },
         'once',
       );
+      throw new TunnelError(route.reason, route.reason);
+    }
+    if (route.kind === 'direct') {
+      const destination = {
+        address: `${route.address}:${route.port}`,
+        ...(route.service ? { service: route.service } : {}),
+      };
+      const s = netConnect(route.port, route.address);
+      try {
+        await new Promise<void>((resolve, reject) => {
+          s.once('connect', resolve);
+          s.once('error', reject);
+        });
+      } catch (e) {
+        const reason = `connect-failed: ${e instanceof Error ? e.message : String(e)}`;
+        this.#flow(
+          { direction: 'outbound', verdict: 'ERROR', reason, source, destination, via: 'passthrough' },
+          'once',
+        );
+        throw e;
+      }
+      this.#flow({ direction: 'outbound', verdict: 'FORWARDED', source, destination, via: 'passthrough' }, 'once');
       return s;
     }
     return this.#openTunnel(
-      { peer: route.peer, authority: route.authority, sourceIdentity, destinationIdentity: route.identity },
-      { identity: sourceIdentity, workload },
+      {
+        peer: route.peer,
+        authority: route.authority,
+        sourceIdentity: source.identity,
+        destinationIdentity: route.identity,
+      },
+      source,
       { identity: route.identity, address: route.authority, ...(route.service ? { service: route.service } : {}) },
       route.via,
     );
@@ -379,18 +513,9 @@ export class NodeProcess {
       return;
     }
     const port = Number(url.port || 80);
-    const route = this.#resolver?.resolve(url.hostname, port) ?? { kind: 'refused' as const, reason: 'not-configured' };
+    const route = this.#resolver?.resolve(url.hostname, port) ?? NOT_CONFIGURED;
     if (route.kind === 'refused') {
-      this.#flow(
-        {
-          direction: 'outbound',
-          verdict: 'ERROR',
-          reason: route.reason,
-          source: { identity, workload },
-          destination: { service: `${url.hostname}:${port}` },
-        },
-        'once',
-      );
+      void this.#connectRoute(route, { identity, workload }, `${url.hostname}:${port}`).catch(() => undefined);
       res.writeHead(503, { 'content-type': 'text/plain', 'trellis-reason': route.reason });
       res.end(`trellis: ${url.hostname}:${port}: ${route.reason}\n`);
       return;
@@ -405,7 +530,7 @@ export class NodeProcess {
       a.createConnection = (_o, cb) => {
         // The route was resolved for this request; a new connection re-resolves (round robin).
         const r = this.#resolver?.resolve(url.hostname, port) ?? route;
-        this.#connectRoute(r, identity, workload).then(
+        this.#connectRoute(r, { identity, workload }, `${url.hostname}:${port}`).then(
           (s) => cb(null, socketLike(s)),
           (e: Error) => cb(e),
         );
@@ -446,14 +571,13 @@ export class NodeProcess {
   /** CONNECT host:port (HTTPS_PROXY, or plain TCP through the proxy): one tunnel. */
   #forwardConnect(req: IncomingMessage, socket: Socket, head: Buffer, identity: string, workload: string): void {
     const [host, port] = splitHostPort(req.url ?? '');
-    const route = this.#resolver?.resolve(host, port) ?? { kind: 'refused' as const, reason: 'not-configured' };
+    const route = this.#resolver?.resolve(host, port) ?? NOT_CONFIGURED;
     socket.on('error', () => undefined);
-    this.#connectRoute(route, identity, workload).then(
+    this.#connectRoute(route, { identity, workload }, `${host}:${port}`).then(
       (up) => {
         socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
         if (head.length) up.write(head);
-        up.on('error', () => socket.destroy());
-        socket.pipe(up).pipe(socket);
+        splice(socket, up);
       },
       (e: Error) => {
         const reason = e instanceof TunnelError ? e.reason : 'connect-failed';
@@ -576,9 +700,11 @@ export class NodeProcess {
   /** Stops accepting, lets tunnels finish (bounded), then closes everything. */
   async close(): Promise<void> {
     this.#closed = true;
-    this.#xds.close();
+    this.#xds?.close();
     await Promise.all([...this.#outbound.values()].map((r) => r.close()));
     this.#outbound.clear();
+    await Promise.all([...this.#upstreams.values()].map((r) => r.close()));
+    this.#upstreams.clear();
     await Promise.all(
       [...this.#engines.values()].map(async (e) => {
         await e.listener?.close();
@@ -588,7 +714,7 @@ export class NodeProcess {
     this.#engines.clear();
     for (const a of this.#agents.values()) a.destroy();
     this.#pool.close();
-    if (this.#hbone) await closeServer(this.#hbone.server);
+    if (this.#hbone) await this.#hbone.close();
     if (this.#metricsServer) await closeServer(this.#metricsServer);
   }
 }

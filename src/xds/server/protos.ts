@@ -23,8 +23,9 @@ export const XDS_PROTO_FILES: readonly string[] = [
   'envoy/extensions/filters/http/router/v3/router.proto',
   'envoy/extensions/filters/http/fault/v3/fault.proto',
   'envoy/extensions/filters/http/rbac/v3/rbac.proto',
-  // What Trellis' own node proxies read besides: L4 authorization, upstream HTTP/2.
+  // What Trellis' own node proxies read besides: L4 authorization, upstream ports, upstream HTTP/2.
   'envoy/extensions/filters/network/rbac/v3/rbac.proto',
+  'envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto',
   'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
   // What grpc-js-xds also understands inside clusters (aggregate clusters, LB policies).
   'envoy/extensions/clusters/aggregate/v3/cluster.proto',

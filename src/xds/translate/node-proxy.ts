@@ -8,6 +8,10 @@
 //                                               whose source identity is that workload's
 //   trellis/<node>/inbound/<ip>:<port>          a local workload port: the L4 authorization
 //                                               (network RBAC) the node enforces before delivering
+//   trellis/<node>/upstream/<ns>/<workload>/<localPort>
+//                                               a local workload's plain-TCP port for one destination
+//                                               (Workload spec.upstreams): tcp_proxy to the service's
+//                                               cluster, the destination "host:port" in the metadata
 //   trellis/<node>/gateway/<ns>/<name>/<port>   an ingress gateway port, HCM -> RDS
 //   trellis/<node>/waypoint/<ns>/<name>         a waypoint: one filter chain per service port it
 //                                               serves, named "<host>:<port>" (the HBONE authority)
@@ -23,6 +27,7 @@ import type {
   WorkloadModel,
 } from '../../model/mesh-model.js';
 import { compareStrings } from '../../util/compare.js';
+import { bindsOverlap, nodeBinds, outboundProxyPorts } from '../../model/upstreams.js';
 import { TYPE_URLS, xdsResource, type XdsResource } from '../snapshot.js';
 import { trellisMetadata } from '../struct.js';
 import { rbacFilters } from './rbac.js';
@@ -33,6 +38,7 @@ const HCM_TYPE =
   'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 const ROUTER_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router';
 export const NETWORK_RBAC_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC';
+export const TCP_PROXY_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy';
 const ADS = { ads: {}, resource_api_version: 'V3' };
 const HTTP_PROTOCOLS = new Set(['HTTP', 'HTTP2', 'GRPC']);
 
@@ -55,6 +61,8 @@ export interface NodeTranslation {
   readonly security: SecurityIndex;
   /** Gateway API routes -> Envoy routes (the proxyless translation's precedence and actions). */
   readonly routes: (routes: readonly RouteModel[]) => EnvoyObject[];
+  /** The cluster of a mesh service port (created if needed), or undefined when host:port is none. */
+  readonly serviceCluster: (host: string, port: number) => string | undefined;
 }
 
 export function nodeProxyResources(t: NodeTranslation): XdsResource[] {
@@ -71,7 +79,7 @@ export function nodeProxyResources(t: NodeTranslation): XdsResource[] {
     );
     const local = node.workloads.map((id) => workloads.get(id)).filter((w): w is WorkloadModel => w !== undefined);
     const gws = node.gateways.map((id) => gateways.get(id)).filter((g): g is GatewayModel => g !== undefined);
-    const ports = outboundPorts(node, local, gws);
+    const ports = outboundProxyPorts(node, local, gws);
     for (const w of local) {
       out.push(
         listener(`${prefix}outbound/${w.namespace}/${w.name}`, node.address, ports.get(w.id)!, [], {
@@ -88,32 +96,58 @@ export function nodeProxyResources(t: NodeTranslation): XdsResource[] {
       if (gw.role === 'waypoint') out.push(waypointListener(t, prefix, node, gw));
       else out.push(...gatewayResources(t, prefix, gw));
     }
+    out.push(...upstreamListeners(t, prefix, node, local, gws));
   }
   return out;
 }
 
 /**
- * Outbound proxy ports: the node's outbound port for its first workload, then upwards,
- * skipping the node's other ports and its gateways' ports (deterministic: workloads by id).
+ * The local workloads' upstream ports. One that collides with what the node already binds, or
+ * with an earlier upstream, is left out (the model reports it as UpstreamPortConflict): the
+ * node's own listeners never lose their port to one. Without a mesh service behind host:port
+ * the listener has no filter chain and the node refuses its connections (UpstreamServiceNotFound).
  */
-function outboundPorts(
+function upstreamListeners(
+  t: NodeTranslation,
+  prefix: string,
   node: NodeModel,
   local: readonly WorkloadModel[],
   gws: readonly GatewayModel[],
-): Map<string, number> {
-  const taken = new Set<number>([
-    node.ports.hbone,
-    node.ports.inbound,
-    node.ports.metrics,
-    node.ports.health,
-    ...gws.flatMap((g) => g.listeners.map((l) => l.port)),
-  ]);
-  const out = new Map<string, number>();
-  let port = node.ports.outbound;
-  for (const w of [...local].sort((a, b) => compareStrings(a.id, b.id))) {
-    while (taken.has(port)) port++;
-    out.set(w.id, port);
-    taken.add(port);
+): XdsResource[] {
+  const out: XdsResource[] = [];
+  const taken: { address: string; port: number }[] = nodeBinds(node, local, gws);
+  const names = new Set<string>();
+  for (const w of local) {
+    for (const u of w.upstreams ?? []) {
+      const name = `${prefix}upstream/${w.namespace}/${w.name}/${u.localPort}`;
+      const bind = { address: u.localAddress, port: u.localPort };
+      if (names.has(name) || taken.some((b) => bindsOverlap(b, bind))) continue;
+      names.add(name);
+      taken.push(bind);
+      const destination = `${u.host}:${u.port}`;
+      const cluster = t.serviceCluster(u.host, u.port);
+      const chains: EnvoyObject[] = cluster
+        ? [
+            {
+              name: `upstream|${destination}`,
+              filters: [
+                {
+                  name: 'envoy.filters.network.tcp_proxy',
+                  typed_config: { '@type': TCP_PROXY_TYPE, stat_prefix: cluster, cluster },
+                },
+              ],
+            },
+          ]
+        : [];
+      out.push(
+        listener(name, u.localAddress, u.localPort, chains, {
+          role: 'upstream',
+          workload: w.id,
+          identity: w.identity,
+          destination,
+        }),
+      );
+    }
   }
   return out;
 }

@@ -165,6 +165,12 @@ export function proxylessSnapshot(model: MeshModel, options: ProxylessOptions = 
       model,
       security: ctx.security,
       routes: (routes) => gatewayRoutes(ctx, routes, GATEWAY_PORT, addCluster),
+      serviceCluster: (host, port) => {
+        const svc = ctx.servicesByHost.get(host);
+        const p = svc?.ports.find((x) => x.port === port);
+        if (!svc || !p || (svc.origin === 'ServiceEntry' && svc.location === 'MESH_EXTERNAL')) return undefined;
+        return addCluster(svc, p, '');
+      },
     }),
   );
   return new Snapshot([...resources, ...clusters.values()]);
