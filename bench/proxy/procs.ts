@@ -218,6 +218,22 @@ export function descendants(roots: readonly number[]): Stat[] {
   return out;
 }
 
+/** argv of a process from /proc (empty if it is gone). */
+export function cmdline(pid: number): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+/** Direct children of `parent` (not zombies) whose argv matches. */
+export function childrenMatching(parent: number, match: (argv: readonly string[]) => boolean): number[] {
+  return descendants([parent])
+    .filter((s) => s.ppid === parent && s.state !== 'Z' && match(cmdline(s.pid)))
+    .map((s) => s.pid);
+}
+
 let clkTck: number | undefined;
 function ticksPerSecond(): number {
   if (clkTck === undefined) {
@@ -312,6 +328,46 @@ export async function waitForPort(port: number, proc: Proc | undefined, timeoutM
   throw new Error(
     `${proc?.name ?? 'server'} not listening on ${host}:${port} after ${timeoutMs} ms${proc ? logTail(proc.log) : ''}`,
   );
+}
+
+/** Whether a TCP socket listens on host:port (IPv4), from /proc/net/tcp: no connection is made. */
+export function listening(host: string, port: number): boolean {
+  const hex = (n: number, width: number) => n.toString(16).toUpperCase().padStart(width, '0');
+  // /proc/net/tcp shows the address as the 32-bit value in host (little-endian) order.
+  const addr = host
+    .split('.')
+    .map(Number)
+    .reverse()
+    .map((b) => hex(b, 2))
+    .join('');
+  const local = `${addr}:${hex(port, 4)}`;
+  const any = `00000000:${hex(port, 4)}`;
+  let text: string;
+  try {
+    text = readFileSync('/proc/net/tcp', 'utf8');
+  } catch {
+    return false;
+  }
+  return text.split('\n').some((line) => {
+    const f = line.trim().split(/\s+/);
+    return (f[1] === local || f[1] === any) && f[3] === '0A';
+  });
+}
+
+/**
+ * Polls until something listens on host:port without connecting to it (a connection would reach
+ * whatever is behind a proxy's port, e.g. start an iperf3 test); throws if `proc` exits or after
+ * timeoutMs.
+ */
+export async function waitForListen(host: string, port: number, proc: Proc | undefined, timeoutMs = 15_000) {
+  const deadline = performance.now() + timeoutMs;
+  while (!listening(host, port)) {
+    if (proc?.exited())
+      throw new Error(`${proc.name} exited (${proc.exitInfo()}) before ${host}:${port} listened${logTail(proc.log)}`);
+    if (performance.now() > deadline)
+      throw new Error(`nothing listens on ${host}:${port} after ${timeoutMs} ms${proc ? logTail(proc.log) : ''}`);
+    await sleep(50);
+  }
 }
 
 export function logTail(file: string, lines = 8): string {

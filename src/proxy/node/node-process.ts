@@ -291,7 +291,7 @@ export class NodeProcess {
       if (this.#upstreams.has(key)) continue;
       const sockets = new Set<Socket>();
       // Half-open: a client that is done sending still gets the rest of the answer.
-      const server = createNetServer({ allowHalfOpen: true }, (client) => {
+      const server = createNetServer({ allowHalfOpen: true, noDelay: true }, (client) => {
         sockets.add(client);
         client.once('close', () => sockets.delete(client));
         client.on('error', () => undefined);
@@ -396,7 +396,7 @@ export class NodeProcess {
     }
     if (t.cluster.transport_socket !== undefined)
       throw new TunnelError('mtls-required-but-no-node-proxy', `${t.address}:${t.port} has no node proxy`);
-    return netConnect(t.port, t.address);
+    return netConnect({ port: t.port, host: t.address, noDelay: true });
   }
 
   /** Opens a tunnel with an outbound flow record (closed when the stream closes). */
@@ -472,7 +472,7 @@ export class NodeProcess {
         address: `${route.address}:${route.port}`,
         ...(route.service ? { service: route.service } : {}),
       };
-      const s = netConnect(route.port, route.address);
+      const s = netConnect({ port: route.port, host: route.address, noDelay: true });
       try {
         await new Promise<void>((resolve, reject) => {
           s.once('connect', resolve);
@@ -531,7 +531,12 @@ export class NodeProcess {
         // The route was resolved for this request; a new connection re-resolves (round robin).
         const r = this.#resolver?.resolve(url.hostname, port) ?? route;
         this.#connectRoute(r, { identity, workload }, `${url.hostname}:${port}`).then(
-          (s) => cb(null, socketLike(s)),
+          (s) => {
+            // HTTP/1.1 never half-closes: the far end finishing (its workload closed an idle
+            // keep-alive connection) means this connection is gone, and the Agent must not reuse it.
+            s.once('end', () => s.destroy());
+            cb(null, socketLike(s));
+          },
           (e: Error) => cb(e),
         );
         return undefined;
@@ -649,7 +654,7 @@ export class NodeProcess {
     destination: FlowRecord['destination'],
   ): void {
     const started = Date.now();
-    const up = netConnect(port, ip);
+    const up = netConnect({ port, host: ip, noDelay: true });
     up.once('connect', () => {
       t.stream.respond({ ':status': 200 });
       this.#flow({ direction: 'inbound', verdict: 'FORWARDED', source, destination, via: 'hbone' }, 'open');
