@@ -269,7 +269,8 @@ async function startAll(
     );
     started.push(
       `  ${w.namespace}/${w.name}`.padEnd(28) +
-        `on ${w.node}, serves ${w.address}:${Object.values(w.ports).join(',')}, HTTP_PROXY=${proxy ?? '-'}`,
+        `on ${w.node}, serves ${w.address}:${Object.values(w.ports).join(',')}, HTTP_PROXY=${proxy ?? '-'}` +
+        (w.upstreams ?? []).map((u) => `, ${u.localAddress}:${u.localPort} -> ${u.host}:${u.port}`).join(''),
     );
   }
 

@@ -2,14 +2,7 @@
 // outbound proxies for local workloads) and the L7 engines of the gateways and waypoints
 // placed on this node. Configured only by xDS; each update is applied as a whole, and a
 // listener that cannot bind is reported while the rest keep serving.
-import {
-  createServer as createHttpServer,
-  request as httpRequest,
-  Agent,
-  type IncomingMessage,
-  type Server,
-  type ServerResponse,
-} from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import {
   connect as netConnect,
   createServer as createNetServer,
@@ -25,6 +18,8 @@ import { createHboneServer, type TunnelRequest } from '../hbone/server.js';
 import { defaultFilters, L7Engine } from '../l7/engine.js';
 import { rbacFilter } from '../l7/filters/rbac.js';
 import type { UpstreamTarget } from '../l7/upstream.js';
+import { Http1Pool } from '../l7/h1-upstream.js';
+import { UpstreamConnectError } from '../l7/upstream-pool.js';
 import { stripHopByHop, type HeaderMap } from '../l7/headers.js';
 import { socketLike } from '../socket-like.js';
 import { XdsClient, type XdsState } from '../xds-client.js';
@@ -116,7 +111,8 @@ export class NodeProcess {
   readonly #outbound = new Map<string, Running>();
   readonly #upstreams = new Map<string, Running>();
   readonly #engines = new Map<string, { engine: L7Engine; listener?: Running; key: string }>();
-  readonly #agents = new Map<string, Agent>();
+  /** HTTP_PROXY upstreams: the L7 engine's keep-alive HTTP/1.1 pools, per (caller identity, destination). */
+  readonly #pools = new Map<string, Http1Pool>();
   #metricsServer: Server | undefined;
   #applying: Promise<void> = Promise.resolve();
   #closed = false;
@@ -520,57 +516,77 @@ export class NodeProcess {
       res.end(`trellis: ${url.hostname}:${port}: ${route.reason}\n`);
       return;
     }
-    const agentKey = `${identity}|${url.hostname}:${port}`;
-    let agent = this.#agents.get(agentKey);
-    if (!agent) {
-      agent = new Agent({ keepAlive: true, maxSockets: 256 });
-      const a = agent as unknown as {
-        createConnection: (o: unknown, cb: (e: Error | null, s?: Duplex) => void) => undefined;
-      };
-      a.createConnection = (_o, cb) => {
-        // The route was resolved for this request; a new connection re-resolves (round robin).
-        const r = this.#resolver?.resolve(url.hostname, port) ?? route;
-        this.#connectRoute(r, { identity, workload }, `${url.hostname}:${port}`).then(
-          (s) => {
-            // HTTP/1.1 never half-closes: the far end finishing (its workload closed an idle
-            // keep-alive connection) means this connection is gone, and the Agent must not reuse it.
-            s.once('end', () => s.destroy());
-            cb(null, socketLike(s));
-          },
-          (e: Error) => cb(e),
-        );
-        return undefined;
-      };
-      this.#agents.set(agentKey, agent);
+    const poolKey = `${identity}|${url.hostname}:${port}`;
+    let pool = this.#pools.get(poolKey);
+    if (!pool) {
+      const requested = `${url.hostname}:${port}`;
+      const target: UpstreamTarget = { address: url.hostname, port, clusterName: requested, cluster: {}, endpoint: {} };
+      // Each new connection re-resolves (round robin across endpoints), as a cluster would.
+      pool = new Http1Pool(target, async () => {
+        const route = this.#resolver?.resolve(url.hostname, port) ?? NOT_CONFIGURED;
+        const tunnel = await this.#connectRoute(route, { identity, workload }, requested);
+        // HTTP/1.1 never half-closes: the far end finishing (its workload closed an idle
+        // keep-alive connection) means the connection is gone.
+        tunnel.once('end', () => tunnel.destroy());
+        return socketLike(tunnel);
+      });
+      this.#pools.set(poolKey, pool);
     }
     // The parsed header objects are ours: stripped in place (the L7 engine's rule), no copies.
     const headers = req.headers as HeaderMap;
     stripHopByHop(headers);
     delete headers['proxy-authorization'];
-    const up = httpRequest({
-      agent,
-      method: req.method,
+    delete headers.host;
+    const hasBody =
+      headers['content-length'] !== undefined
+        ? headers['content-length'] !== '0'
+        : req.headers['transfer-encoding'] !== undefined;
+    const src = {
+      method: req.method ?? 'GET',
       path: `${url.pathname}${url.search}`,
-      headers: headers as Record<string, string | string[]>,
+      authority: url.host,
+      headers,
+      body: hasBody ? req : undefined,
+      bytesReceived: 0,
+    };
+    let done = false;
+    const upstream = pool.request(src, {
+      onUpstreamHeaders: (status, h, endStream) => {
+        stripHopByHop(h);
+        res.writeHead(status, h as Record<string, string | string[]>);
+        if (endStream) {
+          done = true;
+          res.end();
+        }
+      },
+      onUpstreamData: (chunk) => {
+        if (!res.write(chunk)) {
+          upstream.pause();
+          res.once('drain', () => upstream.resume());
+        }
+      },
+      onUpstreamEnd: () => {
+        done = true;
+        res.end();
+      },
+      onUpstreamError: (_reason, e) => {
+        done = true;
+        if (res.headersSent) {
+          res.destroy();
+          return;
+        }
+        const cause = e instanceof UpstreamConnectError && e.cause instanceof TunnelError ? e.cause : e;
+        const reason = cause instanceof TunnelError ? cause.reason : 'upstream-connect-error';
+        res.writeHead(cause instanceof TunnelError && cause.status === 403 ? 403 : 503, {
+          'content-type': 'text/plain',
+          'trellis-reason': reason,
+        });
+        res.end(`trellis: ${url.host}: ${cause?.message ?? reason}\n`);
+      },
     });
-    up.on('response', (r) => {
-      stripHopByHop(r.headers as HeaderMap);
-      res.writeHead(r.statusCode ?? 502, r.headers as Record<string, string | string[]>);
-      r.pipe(res);
+    res.once('close', () => {
+      if (!done) upstream.abort();
     });
-    up.on('error', (e: Error) => {
-      if (res.headersSent) {
-        res.destroy();
-        return;
-      }
-      const reason = e instanceof TunnelError ? e.reason : 'upstream-connect-error';
-      res.writeHead(e instanceof TunnelError && e.status === 403 ? 403 : 503, {
-        'content-type': 'text/plain',
-        'trellis-reason': reason,
-      });
-      res.end(`trellis: ${url.host}: ${e.message}\n`);
-    });
-    req.pipe(up);
   }
 
   /** CONNECT host:port (HTTPS_PROXY, or plain TCP through the proxy): one tunnel. */
@@ -717,7 +733,7 @@ export class NodeProcess {
       }),
     );
     this.#engines.clear();
-    for (const a of this.#agents.values()) a.destroy();
+    for (const p of this.#pools.values()) p.close();
     this.#pool.close();
     if (this.#hbone) await this.#hbone.close();
     if (this.#metricsServer) await closeServer(this.#metricsServer);
