@@ -18,6 +18,7 @@ export const ANALYSIS_CODES = {
   IgnoredPolicy: { code: 'TRL0007', level: 'Warning' },
   UpstreamServiceNotFound: { code: 'TRL0008', level: 'Warning' },
   UpstreamPortConflict: { code: 'TRL0009', level: 'Error' },
+  UnsupportedRouteFeature: { code: 'TRL0010', level: 'Warning' },
 } as const satisfies Record<string, { code: string; level: AnalysisLevel }>;
 
 export type AnalysisName = keyof typeof ANALYSIS_CODES;

@@ -203,6 +203,18 @@ export function compileVirtualServices(
     (vs.spec.http ?? []).forEach((r, i) => {
       if (r.mirror) visit(r.mirror, `spec.http[${i}].mirror`, 0);
       (r.mirrors ?? []).forEach((m, j) => visit(m.destination, `spec.http[${i}].mirrors[${j}].destination`, 0));
+      // Mesh-wide route configurations cannot select by client: such matches never apply.
+      (r.match ?? []).forEach((m, j) => {
+        for (const f of ['sourceLabels', 'sourceNamespace'] as const) {
+          if (m[f] !== undefined)
+            analysis.add(
+              'UnsupportedRouteFeature',
+              key,
+              `${f} matches are not supported: this match never applies`,
+              `spec.http[${i}].match[${j}].${f}`,
+            );
+        }
+      });
     });
     const services = [
       ...new Set(hosts.map((h) => byHost.get(h)?.id).filter((x): x is string => x !== undefined)),

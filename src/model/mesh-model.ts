@@ -138,6 +138,8 @@ export interface RouteRuleModel {
   /** The validated rule as written (matches, filters, timeouts, retry), for translation to xDS. */
   readonly http?: HTTPRouteRule;
   readonly grpc?: GRPCRouteRule;
+  /** The backends of the rule's RequestMirror filters, resolved like backendRefs (in filter order). */
+  readonly mirrors?: readonly BackendModel[];
 }
 
 /** An HTTPRoute, GRPCRoute, TCPRoute or TLSRoute, attached to its parents. */
@@ -147,6 +149,8 @@ export interface RouteModel {
   readonly kind: 'HTTPRoute' | 'GRPCRoute' | 'TCPRoute' | 'TLSRoute';
   readonly namespace: string;
   readonly hostnames: readonly string[];
+  /** metadata.creationTimestamp (RFC 3339), when given: the first cross-route precedence tie-break. */
+  readonly creationTimestamp?: string;
   readonly rules: readonly RouteRuleModel[];
   /** Parents it is accepted by: "Gateway/ns/name/<listener>" or "Service/ns/name" (mesh, GAMMA). */
   readonly attachedTo: readonly string[];

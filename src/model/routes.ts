@@ -38,16 +38,33 @@ interface BackendRefLike {
   readonly name: string;
   readonly port?: number;
   readonly weight?: number;
+  readonly filters?: readonly FilterLike[];
+}
+interface FilterLike {
+  readonly type: string;
+  readonly requestMirror?: { readonly backendRef: BackendRefLike };
 }
 export interface RouteLike {
   readonly kind: RouteModel['kind'];
   readonly namespace: string | undefined;
   readonly name: string;
+  readonly metadata?: { readonly creationTimestamp?: unknown };
   readonly spec: {
     readonly parentRefs?: readonly ParentRefLike[];
     readonly hostnames?: readonly string[];
-    readonly rules?: readonly { readonly name?: string; readonly backendRefs?: readonly BackendRefLike[] }[];
+    readonly rules?: readonly {
+      readonly name?: string;
+      readonly backendRefs?: readonly BackendRefLike[];
+      readonly filters?: readonly FilterLike[];
+      readonly sessionPersistence?: unknown;
+    }[];
   };
+}
+
+/** creationTimestamp as RFC 3339 text (YAML may have parsed it into a Date). */
+function timestampOf(v: unknown): string | undefined {
+  if (v instanceof Date) return Number.isNaN(v.getTime()) ? undefined : v.toISOString();
+  return typeof v === 'string' && v !== '' ? v : undefined;
 }
 
 export interface ServiceLookup {
@@ -113,7 +130,21 @@ export function compileRoute(route: RouteLike, env: RouteEnv): CompiledRoute {
       if (b.port !== undefined) m.port = b.port;
       return m;
     });
+    reportUnsupported(rule, ri, key, analysis);
+    const mirrors: BackendModel[] = [];
+    (rule.filters ?? []).forEach((f, fi) => {
+      if (f.type !== 'RequestMirror' || !f.requestMirror) return;
+      const b = f.requestMirror.backendRef;
+      const field = `spec.rules[${ri}].filters[${fi}].requestMirror.backendRef`;
+      const res = resolveBackend(route, b, env);
+      if (res.problem) refProblems.push({ ...res.problem, field });
+      const mm: { -readonly [K in keyof BackendModel]: BackendModel[K] } = { weight: 1, field, resolved: !res.problem };
+      if (res.service) mm.service = res.service.id;
+      if (b.port !== undefined) mm.port = b.port;
+      mirrors.push(mm);
+    });
     const m: { -readonly [K in keyof RouteRuleModel]: RouteRuleModel[K] } = { index: ri, backends };
+    if (mirrors.length) m.mirrors = mirrors;
     if (rule.name !== undefined) m.name = rule.name;
     if (route.kind === 'HTTPRoute') m.http = rule as unknown as HTTPRouteRule;
     if (route.kind === 'GRPCRoute') m.grpc = rule as unknown as GRPCRouteRule;
@@ -140,17 +171,49 @@ export function compileRoute(route: RouteLike, env: RouteEnv): CompiledRoute {
     return { parentRef, controllerName: CONTROLLER_NAME, conditions: [accepted, resolvedRefs] };
   });
 
+  const created = timestampOf(route.metadata?.creationTimestamp);
   const model: RouteModel = {
     id: `${route.kind}/${ns}/${route.name}`,
     source: key,
     kind: route.kind,
     namespace: ns,
     hostnames,
+    ...(created !== undefined ? { creationTimestamp: created } : {}),
     rules,
     attachedTo: attachedTo.sort(),
     parents,
   };
   return { model, status: { resource: key, parents }, messages: analysis.messages };
+}
+
+/** Filters Trellis cannot apply: the translation answers 500 for the rule (Gateway API: never skip a filter). */
+export const UNSUPPORTED_FILTERS: ReadonlySet<string> = new Set(['ExtensionRef', 'ExternalAuth']);
+
+function reportUnsupported(
+  rule: NonNullable<RouteLike['spec']['rules']>[number],
+  ri: number,
+  key: ReturnType<typeof keyOf>,
+  analysis: AnalysisSink,
+): void {
+  const check = (filters: readonly FilterLike[] | undefined, at: string) =>
+    (filters ?? []).forEach((f, fi) => {
+      if (UNSUPPORTED_FILTERS.has(f.type))
+        analysis.add(
+          'UnsupportedRouteFeature',
+          key,
+          `filter type ${f.type} is not supported: requests matching this rule answer 500`,
+          `${at}.filters[${fi}]`,
+        );
+    });
+  check(rule.filters, `spec.rules[${ri}]`);
+  (rule.backendRefs ?? []).forEach((b, bi) => check(b.filters, `spec.rules[${ri}].backendRefs[${bi}]`));
+  if (rule.sessionPersistence !== undefined)
+    analysis.add(
+      'UnsupportedRouteFeature',
+      key,
+      'sessionPersistence is not supported and is ignored',
+      `spec.rules[${ri}].sessionPersistence`,
+    );
 }
 
 function attach(

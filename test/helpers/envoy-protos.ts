@@ -27,6 +27,8 @@ export function envoyRoot(): protobuf.Root {
       'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
       'envoy/extensions/filters/http/router/v3/router.proto',
       'envoy/extensions/filters/http/fault/v3/fault.proto',
+      'envoy/extensions/filters/http/cors/v3/cors.proto',
+      'envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto',
       'envoy/extensions/transport_sockets/tls/v3/tls.proto',
       'envoy/extensions/filters/http/rbac/v3/rbac.proto',
       'envoy/extensions/filters/network/rbac/v3/rbac.proto',

@@ -37,6 +37,7 @@ test('the shop example translates to a consistent snapshot with Istio proxyless 
         { name: clusterName('api-v2.shop.svc.cluster.local', 8080), weight: { value: 10 } },
       ],
     },
+    timeout: { seconds: 5, nanos: 0 },
     max_stream_duration: { max_stream_duration: { seconds: 5, nanos: 0 } },
   });
   const eds = snap.resources(TYPE_URLS.endpoint).get(clusterName('api.shop.svc.cluster.local', 8080))!.body as {

@@ -1,11 +1,27 @@
-// Cluster + ClusterLoadAssignment -> what the router needs per request: the hosts of the
-// priority level in use, a load balancer over them, the upstream protocol, and connection pools.
-// Pools and request counters live in HostShared, keyed by cluster, connection-relevant cluster
-// settings and endpoint, so they survive config updates that do not change them; the ones an
-// update no longer references are drained.
+// Cluster + ClusterLoadAssignment -> what the router needs per request: the hosts by priority
+// level, a load balancer over them, the upstream protocol, and connection pools. Pools, request
+// counters and host health (outlier ejection, active health checks) live in HostShared, keyed by
+// cluster, connection-relevant cluster settings and endpoint, so they survive config updates that
+// do not change them; the ones an update no longer references are drained (requests in flight
+// finish, bounded by a drain timeout), and receive no new requests.
+//
+// Without outlier detection or health checks every usable host is healthy, and the load balancer
+// works over the lowest priority level that has hosts (what Envoy's priority load gives then).
+// With them, PriorityLoadBalancer applies Envoy's priority load (overprovisioning factor) and
+// panic threshold, recomputed when a host's health changes.
 import { durationMs, enumName, list, num, obj, str, type EnvoyObject, type L7Config } from './config.js';
-import { loadAssignmentOf, usableEndpoints } from '../envoy/endpoints.js';
-import { createLoadBalancer, type LbHost, type LbOptions, type LbPolicy, type LoadBalancer } from './load-balancer.js';
+import { loadAssignmentOf } from '../envoy/endpoints.js';
+import {
+  createLoadBalancer,
+  PriorityLoadBalancer,
+  type LbHost,
+  type LbOptions,
+  type LbPolicy,
+  type LoadBalancer,
+  type PriorityLevel,
+} from './load-balancer.js';
+import { HealthChecker, healthCheckSettings } from './health-check.js';
+import { HostHealth, OutlierDetector, outlierSettings, type HealthEpoch } from './outlier-detection.js';
 import { Http1Pool } from './h1-upstream.js';
 import { Http2Pool } from './h2-upstream.js';
 import type { UpstreamPool } from './upstream-pool.js';
@@ -25,14 +41,19 @@ const LB_POLICIES = [
 ];
 const HTTP_PROTOCOL_OPTIONS = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
 
-/** Connection pools and in-flight count of one endpoint of one cluster, shared across config versions. */
+/** How long a removed endpoint's pools wait for requests in flight before closing. */
+const DRAIN_TIMEOUT_MS = 60_000;
+
+/** Connection pools, in-flight count and health of one endpoint of one cluster, shared across config versions. */
 export class HostShared {
   active = 0;
   readonly target: UpstreamTarget;
+  readonly health = new HostHealth();
   readonly #connector: UpstreamConnector;
   #h1: Http1Pool | undefined;
   #h2: Http2Pool | undefined;
   #draining = false;
+  #drainTimer: NodeJS.Timeout | undefined;
 
   constructor(target: UpstreamTarget, connector: UpstreamConnector) {
     this.target = target;
@@ -49,14 +70,30 @@ export class HostShared {
     return p;
   }
 
-  drain(): void {
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  /** The engine's connector, for connections outside the pools (WebSocket upgrades in router.ts). */
+  get connector(): UpstreamConnector {
+    return this.#connector;
+  }
+
+  /** No new requests come (the endpoint left the config); those in flight finish within timeoutMs. */
+  drain(timeoutMs = DRAIN_TIMEOUT_MS): void {
+    if (this.#draining) return;
     this.#draining = true;
+    this.health.owner = undefined;
     this.#h1?.drain();
     this.#h2?.drain();
+    this.#drainTimer = setTimeout(() => this.close(), timeoutMs);
+    this.#drainTimer.unref();
   }
 
   close(): void {
     this.#draining = true;
+    if (this.#drainTimer) clearTimeout(this.#drainTimer);
+    this.#drainTimer = undefined;
     this.#h1?.close();
     this.#h2?.close();
   }
@@ -66,26 +103,128 @@ export interface HostState extends LbHost {
   readonly address: string;
   readonly port: number;
   readonly endpoint: EnvoyObject;
+  readonly priority: number;
   readonly stats: HostShared;
+}
+
+/** Health machinery of one cluster name, kept across config versions (the epoch load balancers watch). */
+class ClusterHealth implements HealthEpoch {
+  epoch = 0;
+  outlier: OutlierDetector | undefined;
+  #outlierKey = '';
+  checker: HealthChecker | undefined;
+  #checkKey = '';
+  warnings: string[] = [];
+
+  /** Applies the cluster's outlier_detection and health_checks; false when neither is in effect. */
+  configure(name: string, cluster: EnvoyObject, connector: UpstreamConnector): boolean {
+    this.warnings = [];
+    const od = obj(cluster.outlier_detection);
+    if (od) {
+      const key = JSON.stringify(od);
+      const { settings, unsupported } = outlierSettings(od);
+      for (const f of unsupported) this.warnings.push(`cluster ${name}: outlier_detection.${f} is not supported`);
+      if (!this.outlier) this.outlier = new OutlierDetector(settings);
+      else if (key !== this.#outlierKey) this.outlier.reconfigure(settings);
+      this.#outlierKey = key;
+    } else if (this.outlier) {
+      this.outlier.stop();
+      this.outlier = undefined;
+    }
+    const checks = list(cluster.health_checks);
+    const key = checks.length > 0 ? JSON.stringify(checks[0]) : '';
+    if (key !== this.#checkKey) {
+      this.checker?.stop();
+      this.checker = undefined;
+      this.#checkKey = key;
+    }
+    if (checks.length > 0 && !this.checker) {
+      const s = healthCheckSettings(name, checks);
+      if (typeof s === 'string') this.warnings.push(`cluster ${name}: ${s}`);
+      else if (s) {
+        this.checker = new HealthChecker(s, connector);
+        this.checker.onPass = (host) => this.outlier?.healthCheckPassed(host);
+      }
+    }
+    if (checks.length > 1) this.warnings.push(`cluster ${name}: only the first of health_checks is used`);
+    return this.outlier !== undefined || this.checker !== undefined;
+  }
+
+  setHosts(hosts: readonly HostState[]): void {
+    const shared = hosts.map((h) => h.stats);
+    for (const s of shared) s.health.owner = this;
+    if (!this.checker) {
+      // No active checking (any more): nobody is failed by it.
+      for (const s of shared) {
+        if (s.health.hcFailed) {
+          s.health.hcFailed = false;
+          this.epoch++;
+        }
+        s.health.hcSuccesses = 0;
+      }
+    }
+    this.outlier?.setHosts(shared);
+    this.checker?.setHosts(shared);
+  }
+
+  stop(): void {
+    this.outlier?.stop();
+    this.checker?.stop();
+  }
 }
 
 export class ClusterState {
   readonly name: string;
   readonly raw: EnvoyObject;
   readonly protocol: UpstreamProtocol;
-  /** Hosts of the priority level in use (the lowest one with a usable host). */
+  /** Usable hosts of every priority level (EDS UNHEALTHY, DRAINING and TIMEOUT are left out). */
   readonly hosts: readonly HostState[];
+  /** The same hosts by priority level, lowest first. */
+  readonly levels: readonly PriorityLevel<HostState>[];
   readonly lb: LoadBalancer<HostState>;
   /** Cluster connect_timeout (for connectors that honour it); 0 = none. */
   readonly connectTimeoutMs: number;
+  /** Outlier detection, when the cluster has it (outcomes are reported by the outlier filter). */
+  readonly outlier: OutlierDetector | undefined;
+  readonly healthChecker: HealthChecker | undefined;
+  /** Settings of this cluster the engine does not honour. */
+  readonly warnings: readonly string[];
+  readonly #byKey: Map<string, HostState> | undefined;
 
-  constructor(name: string, raw: EnvoyObject, hosts: readonly HostState[]) {
+  constructor(
+    name: string,
+    raw: EnvoyObject,
+    levels: readonly PriorityLevel<HostState>[],
+    health?: ClusterHealth,
+    overprovisioningFactor = 140,
+  ) {
     this.name = name;
     this.raw = raw;
     this.protocol = upstreamProtocol(raw);
-    this.hosts = hosts;
-    this.lb = createLoadBalancer(lbPolicy(raw), hosts, lbOptions(raw));
+    this.levels = levels;
+    this.hosts = levels.flatMap((l) => l.hosts);
     this.connectTimeoutMs = durationMs(raw.connect_timeout) ?? 0;
+    this.outlier = health?.outlier;
+    this.healthChecker = health?.checker;
+    this.warnings = health?.warnings ?? [];
+    const policy = lbPolicy(raw);
+    const options = lbOptions(raw);
+    if (health && (health.outlier || health.checker)) {
+      this.lb = new PriorityLoadBalancer(policy, levels, options, {
+        panicThreshold: panicThreshold(raw),
+        overprovisioningFactor,
+        isHealthy: (h) => h.stats.health.healthy,
+        source: health,
+      });
+    } else {
+      this.lb = createLoadBalancer(policy, levels.find((l) => l.hosts.length > 0)?.hosts ?? [], options);
+    }
+    this.#byKey = this.outlier ? new Map(this.hosts.map((h) => [h.key, h])) : undefined;
+  }
+
+  /** The host with this "address:port" key (clusters with outlier detection only). */
+  host(key: string): HostState | undefined {
+    return this.#byKey?.get(key);
   }
 }
 
@@ -93,6 +232,7 @@ export class ClusterState {
 export class ClusterManager {
   readonly #connector: UpstreamConnector;
   #shared = new Map<string, HostShared>();
+  #health = new Map<string, ClusterHealth>();
   /** Last build, to reuse a ClusterState whose Cluster and load assignment objects are unchanged. */
   #previous = new Map<string, { cluster: EnvoyObject; cla: EnvoyObject | undefined; state: ClusterState }>();
 
@@ -104,55 +244,92 @@ export class ClusterManager {
     const out = new Map<string, ClusterState>();
     const shared = new Map<string, HostShared>();
     const previous = new Map<string, { cluster: EnvoyObject; cla: EnvoyObject | undefined; state: ClusterState }>();
+    const health = new Map<string, ClusterHealth>();
     for (const [name, cluster] of config.clusters) {
       const cla = loadAssignmentOf(name, cluster, config.endpoints);
       const prev = this.#previous.get(name);
       let state: ClusterState;
+      let h = this.#health.get(name);
       if (prev && prev.cluster === cluster && prev.cla === cla) {
         state = prev.state;
-        for (const h of state.hosts) shared.set(sharedKey(name, cluster, h.endpoint), h.stats);
+        for (const host of state.hosts) shared.set(sharedKey(name, cluster, host.endpoint), host.stats);
       } else {
-        state = new ClusterState(name, cluster, this.#hosts(name, cluster, cla, shared));
+        if (!h) h = new ClusterHealth();
+        const active = h.configure(name, cluster, this.#connector);
+        const levels = this.#levels(name, cluster, cla, shared);
+        const hosts = levels.flatMap((l) => l.hosts);
+        h.setHosts(hosts);
+        const op = num(obj(cla?.policy)?.overprovisioning_factor);
+        state = new ClusterState(name, cluster, levels, active || h.warnings.length > 0 ? h : undefined, op || 140);
       }
+      if (h) health.set(name, h);
       out.set(name, state);
       previous.set(name, { cluster, cla, state });
     }
+    for (const [name, h] of this.#health) if (!health.has(name)) h.stop();
     // Pools no cluster refers to any more: requests in flight finish, then they close.
     for (const [key, s] of this.#shared) if (!shared.has(key)) s.drain();
     this.#shared = shared;
     this.#previous = previous;
+    this.#health = health;
     return out;
   }
 
   close(): void {
+    for (const h of this.#health.values()) h.stop();
     for (const s of this.#shared.values()) s.close();
     this.#shared.clear();
     this.#previous.clear();
+    this.#health.clear();
   }
 
-  #hosts(
+  #levels(
     name: string,
     cluster: EnvoyObject,
     cla: EnvoyObject | undefined,
     shared: Map<string, HostShared>,
-  ): HostState[] {
-    return usableEndpoints(cla).map(({ address, port, weight, endpoint: lbe }) => {
-      const key = sharedKey(name, cluster, lbe);
-      let stats = shared.get(key) ?? this.#shared.get(key);
-      if (!stats) {
-        stats = new HostShared({ address, port, clusterName: name, cluster, endpoint: lbe }, this.#connector);
+  ): PriorityLevel<HostState>[] {
+    const byPriority = new Map<number, HostState[]>();
+    for (const group of list(cla?.endpoints)) {
+      const priority = num(group.priority) ?? 0;
+      for (const lbe of list(group.lb_endpoints)) {
+        if (UNUSABLE.has(enumName(lbe.health_status, HEALTH) ?? '')) continue;
+        const sa = obj(obj(obj(lbe.endpoint)?.address)?.socket_address);
+        const address = str(sa?.address);
+        const port = num(sa?.port_value);
+        if (!address || port === undefined) continue;
+        const key = sharedKey(name, cluster, lbe);
+        let stats = shared.get(key) ?? this.#shared.get(key);
+        if (!stats || stats.draining) {
+          stats = new HostShared({ address, port, clusterName: name, cluster, endpoint: lbe }, this.#connector);
+        }
+        shared.set(key, stats);
+        let level = byPriority.get(priority);
+        if (!level) byPriority.set(priority, (level = []));
+        level.push({
+          address,
+          port,
+          key: address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`,
+          weight: Math.max(1, num(lbe.load_balancing_weight) ?? 1),
+          endpoint: lbe,
+          priority,
+          stats,
+        });
       }
-      shared.set(key, stats);
-      return {
-        address,
-        port,
-        key: address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`,
-        weight,
-        endpoint: lbe,
-        stats,
-      };
-    });
+    }
+    return [...byPriority].sort((a, b) => a[0] - b[0]).map(([priority, hosts]) => ({ priority, hosts }));
   }
+}
+
+// EDS health_status as envoy/endpoints.ts reads it: UNHEALTHY, DRAINING and TIMEOUT hosts get no traffic.
+const HEALTH = ['UNKNOWN', 'HEALTHY', 'UNHEALTHY', 'DRAINING', 'TIMEOUT', 'DEGRADED'];
+const UNUSABLE = new Set(['UNHEALTHY', 'DRAINING', 'TIMEOUT']);
+
+/** common_lb_config.healthy_panic_threshold (Percent), default 50. */
+function panicThreshold(c: EnvoyObject): number {
+  const p = obj(obj(c.common_lb_config)?.healthy_panic_threshold);
+  const v = num(p?.value);
+  return v === undefined ? 50 : Math.min(100, Math.max(0, v));
 }
 
 /** Settings that change how connections are made: a change means new pools. */

@@ -6,12 +6,18 @@ import tls, { type TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { compileFilters, compileRouteTables, type ActiveConfig } from './active-config.js';
 import { NO_FLAGS, type AccessLogRecord, type AccessLogger } from './access-log.js';
-import { ClusterManager } from './cluster.js';
+import { ClusterManager, type ClusterState } from './cluster.js';
 import type { L7Config } from './config.js';
 import type { PeerInfo } from './context.js';
 import type { ConnInfo, Exchange, ExchangeSink } from './exchange.js';
 import { isPromise, type HttpFilterFactory } from './filter.js';
+import { corsFilter } from './filters/cors.js';
+import { faultFilter } from './filters/fault.js';
+import { ClusterCircuits, circuitBreakerFilter } from './filters/circuit-breaker.js';
+import { retryFilter } from './filters/retry.js';
 import { headerMutationFilter } from './filters/header-mutation.js';
+import { mirrorFilter } from './filters/mirror.js';
+import { outlierFilter } from './filters/outlier.js';
 import { xfccFilter } from './filters/xfcc.js';
 import { HttpFront } from './http-front.js';
 import { FILTER_ERROR, sendLocalReply } from './local-reply.js';
@@ -25,7 +31,7 @@ export interface L7EngineOptions {
   readonly connector?: UpstreamConnector;
   /** Our own SPIFFE ID (XFCC By=). */
   readonly identity?: string;
-  /** The filter chain before the router; default defaultFilters() (xfcc, header-mutation). */
+  /** The filter chain before the router; default defaultFilters() (xfcc, fault, cors, header-mutation, mirror...). */
   readonly filters?: readonly HttpFilterFactory[];
   /** One record per request. */
   readonly log?: AccessLogger;
@@ -46,9 +52,25 @@ export interface Listener {
   close(): Promise<void>;
 }
 
-/** The standard chain: XFCC sanitize/set, then the route's header mutations. */
+/**
+ * The standard chain: XFCC sanitize/set, fault injection (Envoy: before other filters), CORS,
+ * the route's header mutations, then request mirroring (after them: it copies the request as the
+ * router will send it).
+ */
 export function defaultFilters(): HttpFilterFactory[] {
-  return [xfccFilter, headerMutationFilter];
+  // outlier first: it observes every upstream failure before a retry filter may claim it.
+  // retry, then the circuit breaker: retries take slots of the breakers' per-cluster state.
+  const circuits = new ClusterCircuits();
+  return [
+    outlierFilter,
+    xfccFilter,
+    faultFilter(),
+    corsFilter,
+    headerMutationFilter,
+    mirrorFilter(),
+    retryFilter(circuits),
+    circuitBreakerFilter(circuits),
+  ];
 }
 
 const EMPTY_CONFIG: L7Config = { routes: new Map(), clusters: new Map(), endpoints: new Map() };
@@ -92,6 +114,26 @@ export class L7Engine {
     const routeTables = compileRouteTables(config.routes);
     const chain = compileFilters(this.#factories, config, this.#identity);
     return { source: config, routeTables, chain, clusters: this.#clusters.build(config) };
+  }
+
+  /** The clusters of the config in use (health, outlier detection stats). */
+  get clusters(): ReadonlyMap<string, ClusterState> {
+    return this.#active.clusters;
+  }
+
+  /**
+   * Per-cluster counters and gauges of the filters that keep them (circuit breakers and retries:
+   * upstream_rq_pending_overflow, upstream_rq_retry, upstream_rq_retry_overflow, ...), by cluster.
+   */
+  stats(): Record<string, Record<string, number>> {
+    const out: Record<string, Record<string, number>> = {};
+    for (const f of this.#factories) {
+      const s = f.stats?.();
+      if (s) for (const [cluster, values] of Object.entries(s)) Object.assign((out[cluster] ??= {}), values);
+    }
+    // Outlier detection (outlier_detection_ejections_active, ejections_enforced_total, ...).
+    for (const c of this.#active.clusters.values()) if (c.outlier) Object.assign((out[c.name] ??= {}), c.outlier.stats);
+    return out;
   }
 
   /** Requests being processed. */

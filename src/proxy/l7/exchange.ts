@@ -2,9 +2,9 @@
 // inputs route matching and hashing read, the source the upstream pools build requests from,
 // and the response side the router writes to. H1Exchange wraps node:http's req/res,
 // H2Exchange a node:http2 server stream.
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import http2, { type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import type { Readable } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import type { ActiveConfig } from './active-config.js';
 import type { DownstreamProtocol, PeerInfo, RequestContext } from './context.js';
 import type { HashInput } from './hash-policy.js';
@@ -169,7 +169,11 @@ export abstract class Exchange implements RequestContext, RouteMatchInput, HashI
 
   // --- response side ---------------------------------------------------------------------------
 
-  /** The request body, or undefined when the request has none. */
+  /**
+   * The request body, or undefined when the request has none, or had an empty one that has
+   * ended (such a request can be replayed: retries ask for a body-less request, as bodies are
+   * streamed upstream and never buffered).
+   */
   abstract get body(): Readable | undefined;
 
   /**
@@ -217,7 +221,8 @@ export abstract class Exchange implements RequestContext, RouteMatchInput, HashI
   protected transportClosed(): void {
     if (this.closed) return;
     this.closed = true;
-    if (!this.ended) {
+    // Our own reset (an error after the response started) is not a client abort.
+    if (!this.ended && !this.resetLocally) {
       this.addResponseFlag('DC');
       this.onAbort?.();
     }
@@ -233,6 +238,8 @@ export abstract class Exchange implements RequestContext, RouteMatchInput, HashI
   protected abstract endResponse(trailers: HeaderMap | undefined): void;
   /** Aborts the response midway (the client sees a reset, not a truncated success). */
   abstract reset(): void;
+  /** reset() was called. */
+  protected resetLocally = false;
 }
 
 /** Absolute-form request targets ("GET http://host/path HTTP/1.1", what proxies get). */
@@ -267,7 +274,9 @@ export class H1Exchange extends Exchange {
   }
 
   get body(): Readable | undefined {
-    return this.#hasBody ? this.#req : undefined;
+    if (!this.#hasBody) return undefined;
+    const req = this.#req;
+    return req.readableEnded && this.bytesReceived === 0 ? undefined : req;
   }
 
   protected sendHeaders(status: number, headers: HeaderMap, endStream: boolean): void {
@@ -297,7 +306,152 @@ export class H1Exchange extends Exchange {
   }
 
   reset(): void {
+    this.resetLocally = true;
     this.#res.destroy();
+  }
+}
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const BAD_VALUE = /[\r\n\0]/;
+
+/**
+ * An HTTP/1.1 request with an Upgrade header (WebSocket), handed over by node:http with its raw
+ * socket. Until a 101 it is an ordinary exchange whose response is written on the socket (and
+ * the connection then closes); after the upstream's 101, splice() joins the client's socket and
+ * the upstream connection byte for byte until either side closes.
+ */
+export class H1UpgradeExchange extends Exchange {
+  readonly protocol = 'HTTP/1.1';
+  /** The Upgrade token asked for, lowercase ("websocket"). */
+  readonly upgrade: string;
+  readonly #socket: Duplex;
+  /** Bytes the client sent after the request head. */
+  #head: Buffer;
+  #spliced = false;
+
+  constructor(req: IncomingMessage, socket: Duplex, head: Buffer, conn: ConnInfo) {
+    const headers = req.headers as HeaderMap;
+    const upgrade = (joined(headers.upgrade) ?? '').trim().toLowerCase();
+    let authority = (headers.host as string | undefined) ?? '';
+    let path = req.url ?? '/';
+    if (path.charCodeAt(0) !== 47 /* '/' */ && path !== '*') {
+      const abs = splitAbsolute(path);
+      if (abs) [authority, path] = abs;
+    }
+    if (headers.host !== undefined) delete headers.host;
+    super(conn, req.method ?? 'GET', authority, path, headers);
+    this.upgrade = upgrade;
+    this.#socket = socket;
+    this.#head = head;
+    socket.on('error', ignore);
+    socket.once('close', () => {
+      // A spliced connection closing is the normal end of the stream, not a client abort.
+      if (this.#spliced) this.ended = true;
+      this.transportClosed();
+    });
+  }
+
+  /** The bytes after the head belong to the upgraded protocol, never to a request body. */
+  get body(): Readable | undefined {
+    return undefined;
+  }
+
+  protected sendHeaders(status: number, headers: HeaderMap, endStream: boolean): void {
+    const socket = this.#socket;
+    if (socket.destroyed) return;
+    let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n`;
+    for (const name in headers) {
+      const v = headers[name];
+      if (v === undefined) continue;
+      if (!TOKEN.test(name)) throw new Error(`invalid header name ${JSON.stringify(name)}`);
+      for (const x of typeof v === 'string' ? [v] : v) {
+        if (BAD_VALUE.test(x)) throw new Error(`invalid value for header ${name}`);
+        head += `${name}: ${x}\r\n`;
+      }
+    }
+    // Anything but a switch of protocols is the last response on this connection.
+    if (status !== 101) head += 'connection: close\r\n';
+    socket.write(Buffer.from(`${head}\r\n`, 'latin1'));
+    if (endStream) socket.end();
+  }
+
+  write(chunk: Buffer): boolean {
+    if (this.ended || this.#socket.destroyed) return true;
+    this.bytesSent += chunk.length;
+    return this.#socket.write(chunk);
+  }
+
+  onDrain(cb: () => void): void {
+    this.#socket.once('drain', cb);
+  }
+
+  protected endResponse(): void {
+    if (!this.#socket.destroyed) this.#socket.end();
+  }
+
+  reset(): void {
+    this.resetLocally = true;
+    this.#socket.destroy();
+  }
+
+  /**
+   * After the 101 went out: relays bytes both ways with backpressure (`rest`: what the upstream
+   * sent after its 101 head) until either side closes; no timeout applies. The stream then
+   * counts as complete (not a client abort).
+   */
+  splice(upstream: Duplex, rest: Buffer | undefined, onClose: () => void): void {
+    if (this.#spliced) return;
+    this.#spliced = true;
+    const down = this.#socket;
+    if (down.destroyed || this.closed) {
+      upstream.destroy();
+      onClose();
+      return;
+    }
+    if (rest && rest.length > 0) {
+      this.bytesSent += rest.length;
+      down.write(rest);
+    }
+    const early = this.#head;
+    this.#head = Buffer.alloc(0);
+    if (early.length > 0) {
+      this.bytesReceived += early.length;
+      upstream.write(early);
+    }
+    const resumeUp = () => upstream.resume();
+    const resumeDown = () => down.resume();
+    upstream.on('data', (c: Buffer) => {
+      this.bytesSent += c.length;
+      if (!down.write(c)) {
+        upstream.pause();
+        down.once('drain', resumeUp);
+      }
+    });
+    down.on('data', (c: Buffer) => {
+      this.bytesReceived += c.length;
+      if (!upstream.write(c)) {
+        down.pause();
+        upstream.once('drain', resumeDown);
+      }
+    });
+    // Half-closes travel; a close of either side ends the pair (after flushing what was written).
+    upstream.on('end', () => down.end());
+    down.on('end', () => upstream.end());
+    upstream.on('error', ignore);
+    let done = false;
+    const finish = (other: Duplex) => {
+      if (done) return;
+      done = true;
+      this.ended = true;
+      other.end();
+      setTimeout(() => other.destroy(), 1000).unref();
+      onClose();
+    };
+    upstream.once('close', () => finish(down));
+    down.once('close', () => finish(upstream));
+    if (upstream.destroyed) finish(down);
+    // node:http may leave the socket it handed over paused.
+    down.resume();
   }
 }
 
@@ -324,14 +478,18 @@ export class H2Exchange extends Exchange {
     stream.on('error', ignore);
     stream.on('close', () => this.transportClosed());
     // A client reset while our writes wait for window emits 'aborted' but never 'close'.
+    // Our own close() emits 'aborted' too: destroying then would drop its RST_STREAM.
     stream.on('aborted', () => {
+      if (this.resetLocally) return;
       this.transportClosed();
       stream.destroy();
     });
   }
 
   get body(): Readable | undefined {
-    return this.#stream.endAfterHeaders ? undefined : this.#stream;
+    const stream = this.#stream;
+    if (stream.endAfterHeaders) return undefined;
+    return stream.readableEnded && this.bytesReceived === 0 ? undefined : stream;
   }
 
   protected sendHeaders(status: number, headers: HeaderMap, endStream: boolean, trailers: boolean): void {
@@ -369,7 +527,9 @@ export class H2Exchange extends Exchange {
 
   reset(): void {
     const stream = this.#stream;
-    if (!stream.destroyed) stream.close(NGHTTP2_INTERNAL_ERROR);
+    if (stream.destroyed) return;
+    this.resetLocally = true;
+    stream.close(NGHTTP2_INTERNAL_ERROR);
   }
 }
 

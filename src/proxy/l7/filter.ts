@@ -16,13 +16,30 @@ export interface UpstreamAttempt {
   readonly host: string;
   /** 1 for the first attempt. */
   readonly attempt: number;
+  /**
+   * Per-try timeout for this attempt (ms, 0 = none), set by a retry filter's onUpstreamAttempt.
+   * The route timeout still bounds the whole request.
+   */
+  perTryTimeoutMs: number;
+}
+
+/** onUpstreamFailure asking for another attempt after a delay (retry back-off). */
+export interface RetryDecision {
+  /** Wait this long before the next attempt (ms). */
+  readonly delayMs: number;
+  /**
+   * Host re-picks allowed when the picked host was already tried (Envoy's previous_hosts retry
+   * host predicate with host_selection_retry_max_attempts); 0 = take the first pick.
+   */
+  readonly hostReselects: number;
 }
 
 export interface UpstreamFailure {
   /**
    * connect: no connection (UF); reset: connection/stream reset before response headers (UC/UR);
    * refused: HTTP/2 REFUSED_STREAM; protocol: malformed response (UPE); timeout: the per-route
-   * timeout; status: a 5xx response, not yet sent downstream.
+   * timeout (per-try; the route timeout is never retried); status: a response, not yet sent
+   * downstream (any status: the filter decides what is retriable).
    */
   readonly reason: 'connect' | 'reset' | 'refused' | 'protocol' | 'timeout' | 'status';
   readonly attempt: number;
@@ -41,10 +58,17 @@ export interface HttpFilter {
   onUpstreamAttempt?(ctx: RequestContext, attempt: UpstreamAttempt): void | LocalReply;
   /**
    * Extension point for retries: an attempt failed before anything reached the client. Return
-   * true to retry with a newly picked host. Asked only for requests without a body (bodies are
-   * streamed, never buffered for replay).
+   * true (now) or a RetryDecision (after a delay) to retry with a newly picked host. Asked only
+   * for requests without a body or with an empty one (bodies are streamed, never buffered for
+   * replay, so a request whose body went upstream is never retried).
    */
-  onUpstreamFailure?(ctx: RequestContext, failure: UpstreamFailure): boolean;
+  onUpstreamFailure?(ctx: RequestContext, failure: UpstreamFailure): boolean | RetryDecision;
+  /**
+   * An attempt that every onUpstreamAttempt admitted is over (response done, failed, timed out or
+   * cancelled): release what onUpstreamAttempt took. Also called for the filters before the one
+   * that refused an attempt.
+   */
+  onUpstreamAttemptEnd?(ctx: RequestContext, attempt: UpstreamAttempt): void;
   /** Response headers (upstream or local) about to be sent; mutable. */
   onResponseHeaders?(ctx: RequestContext, status: number, headers: HeaderMap): void;
   /** The stream is done (finished, reset or aborted). */
@@ -60,6 +84,8 @@ export interface FilterConfigView {
 export interface HttpFilterFactory {
   readonly name: string;
   create(view: FilterConfigView): HttpFilter;
+  /** Per-cluster counters and gauges the factory keeps across config versions (L7Engine.stats()). */
+  stats?(): Record<string, Record<string, number>>;
 }
 
 /** The filters of one config version, split by hook so the hot path skips absent hooks. */
@@ -67,6 +93,7 @@ export class FilterChain {
   readonly onRequest: readonly HttpFilter[];
   readonly onUpstreamAttempt: readonly HttpFilter[];
   readonly onUpstreamFailure: readonly HttpFilter[];
+  readonly onUpstreamAttemptEnd: readonly HttpFilter[];
   readonly onResponseHeaders: readonly HttpFilter[];
   readonly onComplete: readonly HttpFilter[];
 
@@ -74,6 +101,7 @@ export class FilterChain {
     this.onRequest = filters.filter((f) => f.onRequest);
     this.onUpstreamAttempt = filters.filter((f) => f.onUpstreamAttempt);
     this.onUpstreamFailure = filters.filter((f) => f.onUpstreamFailure);
+    this.onUpstreamAttemptEnd = filters.filter((f) => f.onUpstreamAttemptEnd);
     this.onResponseHeaders = filters.filter((f) => f.onResponseHeaders);
     this.onComplete = filters.filter((f) => f.onComplete);
   }

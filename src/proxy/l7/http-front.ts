@@ -5,7 +5,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import http2, { type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
-import { H1Exchange, H2Exchange, type ConnInfo, type Exchange } from './exchange.js';
+import { H1Exchange, H1UpgradeExchange, H2Exchange, type ConnInfo, type Exchange } from './exchange.js';
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 const kConn = Symbol('trellis.l7.conn');
@@ -44,6 +44,10 @@ export class HttpFront {
         maxHeaderSize: 64 * 1024,
       },
       (req, res) => this.#onH1Request(req, res),
+    );
+    // Upgrade requests (WebSocket) leave node:http with their socket; the exchange splices it.
+    this.#h1.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
+      this.#onH1Upgrade(req, socket, head),
     );
     this.#h1.on('clientError', (_err, socket: Duplex) => {
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
@@ -124,6 +128,16 @@ export class HttpFront {
     session.on('connect', () => session.setLocalWindowSize(SESSION_WINDOW));
     conn.onIdle = () => session.close();
     if (conn.closing) session.close();
+  }
+
+  #onH1Upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const conn = (socket as Duplex & Tagged)[kConn];
+    if (!conn) {
+      socket.destroy();
+      return;
+    }
+    conn.inflight++;
+    this.#onExchange(new H1UpgradeExchange(req, socket, head, conn));
   }
 
   #onH1Request(req: IncomingMessage, res: ServerResponse): void {

@@ -8,6 +8,7 @@ export type {
   FilterResult,
   HttpFilter,
   HttpFilterFactory,
+  RetryDecision,
   UpstreamAttempt,
   UpstreamFailure,
 } from './filter.js';
@@ -16,3 +17,5 @@ export type { HeaderMap, HeaderValue } from './headers.js';
 export type { RouteEntry, VirtualHostEntry } from './route-table.js';
 export { xfccFilter } from './filters/xfcc.js';
 export { headerMutationFilter } from './filters/header-mutation.js';
+export { retryFilter } from './filters/retry.js';
+export { ClusterCircuits, circuitBreakerFilter } from './filters/circuit-breaker.js';

@@ -234,3 +234,129 @@ class Maglev<H extends LbHost> implements LoadBalancer<H> {
     return this.#hosts[this.#table[hash % this.#table.length]!]!;
   }
 }
+
+/** The hosts of one priority level, and whether each is healthy now. */
+export interface PriorityLevel<H extends LbHost> {
+  readonly priority: number;
+  readonly hosts: readonly H[];
+}
+
+export interface PriorityOptions<H extends LbHost> {
+  /** common_lb_config.healthy_panic_threshold in percent (default 50; 0 disables panic). */
+  readonly panicThreshold: number;
+  /** ClusterLoadAssignment.policy.overprovisioning_factor in percent (default 140). */
+  readonly overprovisioningFactor: number;
+  readonly isHealthy: (h: H) => boolean;
+  /** Bumped when any host's health changes: the priority loads are recomputed on the next pick. */
+  readonly source: { readonly epoch: number };
+}
+
+/**
+ * Envoy's priority load and panic threshold over per-priority load balancers. Health of a level
+ * = min(100, overprovisioning x healthy/total); levels take load in priority order up to their
+ * health, normalised by the total health (capped at 100). When the normalised total is below 100,
+ * a level whose healthy share is below the panic threshold balances over all its hosts; when every
+ * level is in panic, load is spread by host count. Recomputed only when health changes; pick()
+ * allocates nothing.
+ */
+export class PriorityLoadBalancer<H extends LbHost> implements LoadBalancer<H> {
+  readonly usesHash: boolean;
+  readonly #levels: readonly PriorityLevel<H>[];
+  readonly #policy: LbPolicy;
+  readonly #options: LbOptions;
+  readonly #p: PriorityOptions<H>;
+  /** Per level, the balancer over all its hosts (panic), built once. */
+  readonly #all: LoadBalancer<H>[];
+  #epoch = -1;
+  #lbs: LoadBalancer<H>[] = [];
+  /** Cumulative load per level, out of 100. */
+  #cumulative = new Float64Array(0);
+  /** Last computed per-level load and panic (for tests and stats). */
+  loads: number[] = [];
+  panic: boolean[] = [];
+
+  constructor(policy: LbPolicy, levels: readonly PriorityLevel<H>[], options: LbOptions, p: PriorityOptions<H>) {
+    this.#levels = levels;
+    this.#policy = policy;
+    this.#options = options;
+    this.#p = p;
+    this.#all = levels.map((l) => createLoadBalancer(policy, l.hosts, options));
+    this.usesHash = this.#all.some((lb) => lb.usesHash);
+    this.#refresh();
+  }
+
+  pick(hash: number | undefined): H | undefined {
+    if (this.#epoch !== this.#p.source.epoch) this.#refresh();
+    const cum = this.#cumulative;
+    const n = cum.length;
+    if (n === 0) return undefined;
+    let i = 0;
+    if (n > 1) {
+      const r = hash === undefined ? Math.random() * 100 : hash % 100;
+      while (i < n - 1 && cum[i]! <= r) i++;
+    }
+    return this.#lbs[i]!.pick(hash);
+  }
+
+  #refresh(): void {
+    this.#epoch = this.#p.source.epoch;
+    const levels = this.#levels;
+    const { isHealthy, overprovisioningFactor, panicThreshold } = this.#p;
+    const healthy = levels.map((l) => l.hosts.filter(isHealthy));
+    const health = levels.map((l, i) =>
+      l.hosts.length === 0
+        ? 0
+        : Math.min(100, Math.floor((overprovisioningFactor * healthy[i]!.length) / l.hosts.length)),
+    );
+    const total = Math.min(
+      100,
+      health.reduce((s, h) => s + h, 0),
+    );
+    const threshold = Math.min(100, panicThreshold);
+    const panic = levels.map(
+      (l, i) =>
+        total < 100 && (l.hosts.length === 0 ? threshold > 0 : (100 * healthy[i]!.length) / l.hosts.length < threshold),
+    );
+    let loads: number[];
+    if (total === 0 || panic.every(Boolean)) {
+      // Total panic: spread by host count over all hosts (panic disabled and nothing healthy: level 0).
+      const hostCount = levels.reduce((s, l) => s + l.hosts.length, 0);
+      loads =
+        threshold === 0 && total === 0
+          ? levels.map((_, i) => (i === 0 ? 100 : 0))
+          : levels.map((l) => (hostCount === 0 ? 0 : (100 * l.hosts.length) / hostCount));
+      if (threshold > 0) panic.fill(true);
+    } else {
+      let left = 100;
+      loads = health.map((h) => {
+        const l = Math.min(left, (h * 100) / total);
+        left -= l;
+        return l;
+      });
+      if (left > 0) {
+        const first = loads.findIndex((l) => l > 0);
+        loads[first < 0 ? 0 : first]! += left;
+      }
+    }
+    this.loads = loads;
+    this.panic = panic;
+    // Levels with load, in order, with their balancers.
+    const lbs: LoadBalancer<H>[] = [];
+    const cum: number[] = [];
+    let sum = 0;
+    levels.forEach((l, i) => {
+      if (loads[i]! <= 0) return;
+      const hosts = panic[i] ? l.hosts : healthy[i]!;
+      if (hosts.length === 0 && !panic[i]) return;
+      sum += loads[i]!;
+      cum.push(sum);
+      lbs.push(
+        panic[i] || hosts.length === l.hosts.length
+          ? this.#all[i]!
+          : createLoadBalancer(this.#policy, hosts, this.#options),
+      );
+    });
+    this.#lbs = lbs;
+    this.#cumulative = Float64Array.from(cum.map((c) => (c * 100) / (sum || 1)));
+  }
+}

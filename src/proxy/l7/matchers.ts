@@ -2,7 +2,7 @@
 // QueryParameterMatcher and the RouteMatch path specifiers. Nothing here allocates per request
 // except what a regex test does.
 import { compileRegex as sharedCompileRegex, stringMatcher as sharedStringMatcher } from '../envoy/string-matcher.js';
-import { L7ConfigError, bool, num, obj, oneof, str, type EnvoyObject } from './config.js';
+import { L7ConfigError, bool, enumName, num, obj, oneof, str, type EnvoyObject } from './config.js';
 
 export type StringPredicate = (value: string) => boolean;
 
@@ -160,4 +160,28 @@ export function pathMatcher(m: EnvoyObject): StringPredicate {
     default:
       throw new L7ConfigError('route match without a path specifier');
   }
+}
+
+const DENOMINATORS: Readonly<Record<string, number>> = { HUNDRED: 100, TEN_THOUSAND: 10_000, MILLION: 1_000_000 };
+const DENOMINATOR_NAMES = Object.keys(DENOMINATORS);
+
+/**
+ * envoy.type.v3.FractionalPercent -> [numerator, denominator] (denominator HUNDRED by default;
+ * a numerator above the denominator is capped, as Envoy does). `fallback` when absent.
+ */
+export function fractionalPercent(v: unknown, fallback: readonly [number, number]): [number, number] {
+  const o = obj(v);
+  if (!o) return [fallback[0], fallback[1]];
+  const name = enumName(o.denominator, DENOMINATOR_NAMES) ?? 'HUNDRED';
+  const denominator = DENOMINATORS[name];
+  if (denominator === undefined) throw new L7ConfigError(`FractionalPercent: unknown denominator ${String(name)}`);
+  const numerator = Math.max(0, Math.floor(num(o.numerator) ?? 0));
+  return [Math.min(numerator, denominator), denominator];
+}
+
+/** True with probability numerator/denominator (0 never, numerator >= denominator always). */
+export function sampled(numerator: number, denominator: number): boolean {
+  if (numerator <= 0) return false;
+  if (numerator >= denominator) return true;
+  return Math.floor(Math.random() * denominator) < numerator;
 }

@@ -75,6 +75,8 @@ export interface VirtualHostEntry {
   readonly routes: readonly RouteEntry[];
   /** The VirtualHost as given (typed_per_filter_config, retry_policy... for later filters). */
   readonly raw: EnvoyObject;
+  /** The RouteConfiguration the virtual host belongs to (its typed_per_filter_config...). */
+  readonly routeConfiguration: EnvoyObject;
 }
 
 export interface RouteEntry {
@@ -116,6 +118,7 @@ export class RouteTable {
   /** [prefix, vhost], longest first. */
   readonly #prefix: [string, VirtualHostEntry][] = [];
   #default: VirtualHostEntry | undefined;
+  readonly #indexes = new Map<VirtualHostEntry, RouteIndex>();
   /** Authorities repeat: remember their lookups (bounded; cleared when full). */
   readonly #cache = new Map<string, VirtualHostEntry | null>();
 
@@ -130,7 +133,7 @@ export class RouteTable {
       const vhReq = headerLevel(vh, 'request');
       const vhRes = headerLevel(vh, 'response');
       const routes: RouteEntry[] = [];
-      const entry: VirtualHostEntry = { name: str(vh.name) ?? '', routes, raw: vh };
+      const entry: VirtualHostEntry = { name: str(vh.name) ?? '', routes, raw: vh, routeConfiguration: rc };
       for (const r of list(vh.routes)) {
         const levels = <T>(route: T, vhost: T, config: T): T[] =>
           mostSpecificWins ? [config, vhost, route] : [route, vhost, config];
@@ -145,6 +148,7 @@ export class RouteTable {
         });
       }
       vhosts.push(entry);
+      this.#indexes.set(entry, new RouteIndex(routes));
       for (const d of strList(vh.domains)) {
         const domain = d.toLowerCase();
         // Envoy refuses a domain claimed by two virtual hosts of one route configuration.
@@ -199,9 +203,207 @@ export class RouteTable {
   route(authority: string, input: RouteMatchInput): RouteEntry | undefined {
     const vh = this.virtualHost(authority);
     if (!vh) return undefined;
-    for (const r of vh.routes) if (r.matches(input)) return r;
-    return undefined;
+    return this.#indexes.get(vh)!.find(input);
   }
+}
+
+// --- route selection index -----------------------------------------------------------------------
+//
+// Envoy takes the first route, in order, whose match holds. A virtual host's routes are sorted
+// into buckets by what their path specifier requires (exact path, literal prefix, or neither);
+// within a bucket by the value of one exact header match, when the route has one. Each route is
+// in exactly one place, kept in route order; a request looks only at the buckets its path (and
+// that header's value) can select, checks each candidate with its full predicate, and keeps the
+// lowest route index that matches: the same answer as the linear scan, without visiting routes
+// that cannot match.
+
+/** Up to this many routes a linear scan is as fast as the index. */
+const LINEAR_LIMIT = 8;
+
+interface HeaderBucket {
+  readonly name: string;
+  readonly byValue: Map<string, number[]>;
+}
+
+/** Route indices in order, plus those sub-indexed by one exact header value. */
+class Bucket {
+  readonly plain: number[] = [];
+  readonly headers: HeaderBucket[] = [];
+
+  add(index: number, header: [name: string, value: string] | undefined): void {
+    if (!header) {
+      this.plain.push(index);
+      return;
+    }
+    let hb = this.headers.find((h) => h.name === header[0]);
+    if (!hb) this.headers.push((hb = { name: header[0], byValue: new Map() }));
+    const list = hb.byValue.get(header[1]);
+    if (list) list.push(index);
+    else hb.byValue.set(header[1], [index]);
+  }
+}
+
+export class RouteIndex {
+  readonly #routes: readonly RouteEntry[];
+  readonly #linear: boolean;
+  readonly #exact = new Map<string, Bucket>();
+  readonly #exactFold = new Map<string, Bucket>();
+  readonly #prefix = new Map<string, Bucket>();
+  readonly #prefixFold = new Map<string, Bucket>();
+  /** Distinct prefix lengths, ascending. */
+  #prefixLengths: number[] = [];
+  #prefixFoldLengths: number[] = [];
+  readonly #other = new Bucket();
+
+  constructor(routes: readonly RouteEntry[]) {
+    this.#routes = routes;
+    this.#linear = routes.length <= LINEAR_LIMIT;
+    if (this.#linear) return;
+    const lengths = new Set<number>();
+    const foldLengths = new Set<number>();
+    const bucket = (map: Map<string, Bucket>, key: string): Bucket => {
+      let b = map.get(key);
+      if (!b) map.set(key, (b = new Bucket()));
+      return b;
+    };
+    routes.forEach((r, i) => {
+      const m = obj(r.raw.match) ?? {};
+      const key = pathKey(m);
+      const header = headerKey(m);
+      switch (key.kind) {
+        case 'never':
+          return;
+        case 'exact':
+          bucket(key.fold ? this.#exactFold : this.#exact, key.value).add(i, header);
+          return;
+        case 'prefix':
+          (key.fold ? foldLengths : lengths).add(key.value.length);
+          bucket(key.fold ? this.#prefixFold : this.#prefix, key.value).add(i, header);
+          return;
+        default:
+          this.#other.add(i, header);
+      }
+    });
+    this.#prefixLengths = [...lengths].sort((a, b) => a - b);
+    this.#prefixFoldLengths = [...foldLengths].sort((a, b) => a - b);
+  }
+
+  /** The first route (in config order) that matches. */
+  find(input: RouteMatchInput): RouteEntry | undefined {
+    const routes = this.#routes;
+    if (this.#linear) {
+      for (const r of routes) if (r.matches(input)) return r;
+      return undefined;
+    }
+    const path = input.pathOnly;
+    let best = routes.length;
+    let b = this.#exact.get(path);
+    if (b) best = this.#scan(b, input, best);
+    for (const len of this.#prefixLengths) {
+      if (len > path.length) break;
+      b = this.#prefix.get(len === path.length ? path : path.slice(0, len));
+      if (b) best = this.#scan(b, input, best);
+    }
+    if (this.#exactFold.size > 0 || this.#prefixFold.size > 0) {
+      const folded = path.toLowerCase();
+      b = this.#exactFold.get(folded);
+      if (b) best = this.#scan(b, input, best);
+      for (const len of this.#prefixFoldLengths) {
+        if (len > folded.length) break;
+        b = this.#prefixFold.get(len === folded.length ? folded : folded.slice(0, len));
+        if (b) best = this.#scan(b, input, best);
+      }
+    }
+    best = this.#scan(this.#other, input, best);
+    return best < routes.length ? routes[best] : undefined;
+  }
+
+  /** The lowest matching index below `best` in the bucket, else `best`. */
+  #scan(b: Bucket, input: RouteMatchInput, best: number): number {
+    const routes = this.#routes;
+    for (const i of b.plain) {
+      if (i >= best) break;
+      if (routes[i]!.matches(input)) {
+        best = i;
+        break;
+      }
+    }
+    for (const hb of b.headers) {
+      const v = input.header(hb.name);
+      if (v === undefined) continue;
+      const list = hb.byValue.get(v);
+      if (!list) continue;
+      for (const i of list) {
+        if (i >= best) break;
+        if (routes[i]!.matches(input)) {
+          best = i;
+          break;
+        }
+      }
+    }
+    return best;
+  }
+}
+
+type PathKey =
+  | { readonly kind: 'exact' | 'prefix'; readonly value: string; readonly fold: boolean }
+  | { readonly kind: 'never' | 'other' };
+
+/**
+ * What a path specifier requires literally: the exact path, a prefix every matching path starts
+ * with (prefix, path_separated_prefix, a safe_regex's literal head), or nothing usable.
+ */
+function pathKey(m: EnvoyObject): PathKey {
+  const fold = bool(m.case_sensitive) === false;
+  const norm = (s: string) => (fold ? s.toLowerCase() : s);
+  // The same specifier pathMatcher() picks.
+  switch (oneof(m, ['prefix', 'path', 'safe_regex', 'path_separated_prefix', 'connect_matcher'] as const)) {
+    case 'prefix':
+      return { kind: 'prefix', value: norm(str(m.prefix) ?? ''), fold };
+    case 'path':
+      return { kind: 'exact', value: norm(str(m.path) ?? ''), fold };
+    case 'path_separated_prefix':
+      return { kind: 'prefix', value: norm(str(m.path_separated_prefix) ?? ''), fold };
+    case 'connect_matcher':
+      return { kind: 'never' };
+    case 'safe_regex': {
+      // Envoy ignores case_sensitive for regexes; the index is case-sensitive for them too.
+      const regex = str(obj(m.safe_regex)?.regex) ?? str(m.safe_regex);
+      return regex === undefined ? { kind: 'other' } : { kind: 'prefix', value: regexLiteralHead(regex), fold: false };
+    }
+    default:
+      return { kind: 'other' };
+  }
+}
+
+/**
+ * The literal text every full match of an RE2 pattern starts with ("" when unsure): characters
+ * up to the first metacharacter, minus the last one if a quantifier follows it. A pattern with
+ * an alternation anywhere, or leading flags, has no head.
+ */
+export function regexLiteralHead(pattern: string): string {
+  if (pattern.includes('|')) return '';
+  let i = 0;
+  while (i < pattern.length && !'\\.[](){}*+?^$'.includes(pattern[i]!)) i++;
+  const next = pattern[i];
+  if (next === '*' || next === '?' || next === '{') i--;
+  return pattern.slice(0, Math.max(0, i));
+}
+
+/** The first header matcher that requires one exact, case-sensitive value: [name, value]. */
+function headerKey(m: EnvoyObject): [string, string] | undefined {
+  for (const h of list(m.headers)) {
+    if (bool(h.invert_match) === true || bool(h.treat_missing_header_as_empty) === true) continue;
+    const name = str(h.name)?.toLowerCase();
+    if (!name) continue;
+    const sm = obj(h.string_match);
+    if (sm) {
+      if (typeof sm.exact === 'string' && bool(sm.ignore_case) !== true) return [name, sm.exact];
+      continue;
+    }
+    if (typeof h.exact_match === 'string') return [name, h.exact_match];
+  }
+  return undefined;
 }
 
 /** "host:port" -> "host"; "[v6]:port" -> "[v6]"; a bare IPv6 address is left alone. */
@@ -357,8 +559,11 @@ function redirectAction(rd: EnvoyObject, match: EnvoyObject): RedirectAction {
   const port = num(rd.port_redirect) || undefined;
   const stripQuery = bool(rd.strip_query) === true;
   const pathRedirect = str(rd.path_redirect) || undefined;
-  const prefix = str(rd.prefix_rewrite);
+  // An empty prefix_rewrite is unset (as in RouteAction); it needs a prefix or path match.
+  const prefix = str(rd.prefix_rewrite) || undefined;
   const prefixLen = prefix !== undefined ? matchedPrefixLength(match) : undefined;
+  if (prefix !== undefined && prefixLen === undefined)
+    throw new L7ConfigError('redirect prefix_rewrite needs a prefix or path match');
   const regex = regexRewrite(rd.regex_rewrite);
   return {
     kind: 'redirect',
@@ -367,6 +572,13 @@ function redirectAction(rd: EnvoyObject, match: EnvoyObject): RedirectAction {
       const finalScheme = scheme ?? input.scheme;
       let authority = host ?? input.authority;
       if (port !== undefined) authority = `${stripPort(authority)}:${port}`;
+      // A scheme change without port_redirect drops the old scheme's default port (Envoy).
+      else if (
+        scheme !== undefined &&
+        scheme !== input.scheme &&
+        authority.endsWith(input.scheme === 'https' ? ':443' : ':80')
+      )
+        authority = stripPort(authority);
       // A default port for the final scheme is dropped (Envoy).
       if (
         (finalScheme === 'https' && authority.endsWith(':443')) ||
@@ -387,4 +599,38 @@ function redirectAction(rd: EnvoyObject, match: EnvoyObject): RedirectAction {
       return `${finalScheme}://${authority}${path}`;
     },
   };
+}
+
+const FILTER_CONFIG_TYPE = 'type.googleapis.com/envoy.config.route.v3.FilterConfig';
+
+/** A Route with the VirtualHost and RouteConfiguration it is in, as given. */
+export interface RouteLevels {
+  readonly route: EnvoyObject;
+  readonly virtualHost: EnvoyObject;
+  readonly routeConfiguration: EnvoyObject;
+}
+
+/** Every route of every route configuration (filters precompile their per-route part with it). */
+export function* allRoutes(routes: ReadonlyMap<string, EnvoyObject>): Generator<RouteLevels> {
+  for (const rc of routes.values())
+    for (const vh of list(rc.virtual_hosts))
+      for (const r of list(vh.routes)) yield { route: r, virtualHost: vh, routeConfiguration: rc };
+}
+
+/**
+ * A filter's per-route configuration (typed_per_filter_config[filterName]), the most specific
+ * level winning as in Envoy: route, then virtual host, then route configuration. A FilterConfig
+ * wrapper is unwrapped; `disabled: true` there gives null (the filter is off for the route).
+ */
+export function perFilterConfig(levels: RouteLevels, filterName: string): EnvoyObject | null | undefined {
+  for (const owner of [levels.route, levels.virtualHost, levels.routeConfiguration]) {
+    const c = obj(obj(owner.typed_per_filter_config)?.[filterName]);
+    if (!c) continue;
+    if (str(c['@type']) === FILTER_CONFIG_TYPE) {
+      if (bool(c.disabled) === true) return null;
+      return obj(c.config) ?? {};
+    }
+    return c;
+  }
+  return undefined;
 }

@@ -22,6 +22,8 @@ export const XDS_PROTO_FILES: readonly string[] = [
   'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
   'envoy/extensions/filters/http/router/v3/router.proto',
   'envoy/extensions/filters/http/fault/v3/fault.proto',
+  'envoy/extensions/filters/http/cors/v3/cors.proto',
+  'envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto',
   'envoy/extensions/filters/http/rbac/v3/rbac.proto',
   // What Trellis' own node proxies read besides: L4 authorization, upstream ports, upstream HTTP/2.
   'envoy/extensions/filters/network/rbac/v3/rbac.proto',

@@ -32,6 +32,7 @@ import { TYPE_URLS, xdsResource, type XdsResource } from '../snapshot.js';
 import { trellisMetadata } from '../struct.js';
 import { rbacFilters } from './rbac.js';
 import type { EnvoyObject } from './route-match.js';
+import { CORS_FILTER, CORS_TYPE, effectiveHostnames, FAULT_FILTER, FAULT_TYPE } from './routes.js';
 import type { SecurityIndex } from './security.js';
 
 const HCM_TYPE =
@@ -60,7 +61,7 @@ export interface NodeTranslation {
   readonly model: MeshModel;
   readonly security: SecurityIndex;
   /** Gateway API routes -> Envoy routes (the proxyless translation's precedence and actions). */
-  readonly routes: (routes: readonly RouteModel[]) => EnvoyObject[];
+  readonly routes: (routes: readonly RouteModel[], listenerPort: number) => EnvoyObject[];
   /** The cluster of a mesh service port (created if needed), or undefined when host:port is none. */
   readonly serviceCluster: (host: string, port: number) => string | undefined;
 }
@@ -213,7 +214,14 @@ function hcm(routeConfig: string, httpFilters: readonly EnvoyObject[]): EnvoyObj
       '@type': HCM_TYPE,
       stat_prefix: routeConfig,
       rds: { route_config_name: routeConfig, config_source: ADS },
-      http_filters: [...httpFilters, { name: 'envoy.filters.http.router', typed_config: { '@type': ROUTER_TYPE } }],
+      // Authorization first, then the filters routes configure per route (CORS answers preflights
+      // before faults apply, as in Istio), the router last.
+      http_filters: [
+        ...httpFilters,
+        { name: CORS_FILTER, typed_config: { '@type': CORS_TYPE } },
+        { name: FAULT_FILTER, typed_config: { '@type': FAULT_TYPE } },
+        { name: 'envoy.filters.http.router', typed_config: { '@type': ROUTER_TYPE } },
+      ],
     },
   };
 }
@@ -257,7 +265,7 @@ function gatewayResources(t: NodeTranslation, prefix: string, gw: GatewayModel):
       for (const r of t.model.routes) {
         if (r.kind !== 'HTTPRoute' && r.kind !== 'GRPCRoute') continue;
         if (!r.attachedTo.includes(parent)) continue;
-        const hosts = r.hostnames.length > 0 ? r.hostnames : [l.hostname ?? '*'];
+        const hosts = effectiveHostnames(r.hostnames, l.hostname);
         for (const h of hosts) {
           const list = byHost.get(h);
           if (!list) byHost.set(h, [r]);
@@ -272,7 +280,7 @@ function gatewayResources(t: NodeTranslation, prefix: string, gw: GatewayModel):
         virtual_hosts: hosts.map((h) => ({
           name: `${routeName}/${h}`,
           domains: [h],
-          routes: t.routes(byHost.get(h)!),
+          routes: t.routes(byHost.get(h)!, port),
         })),
       }),
     );

@@ -7,7 +7,6 @@
 //   Cluster / ClusterLoadAssignment "outbound|<port>|<subset>|<host>"
 import { isIP } from 'node:net';
 import type { TrafficPolicy } from '../../config/kinds/istio/destination-rule.js';
-import type { HTTPRouteDestination } from '../../config/kinds/istio/virtual-service.js';
 import type {
   DestinationRuleModel,
   MeshModel,
@@ -16,14 +15,15 @@ import type {
   ServicePortModel,
   WorkloadModel,
 } from '../../model/mesh-model.js';
-import { parseGatewayDuration, parseGoDuration } from '../../util/duration.js';
+import { parseGoDuration } from '../../util/duration.js';
 import { Snapshot, TYPE_URLS, xdsResource, type XdsResource } from '../snapshot.js';
 import { serverListeners } from './inbound.js';
 import { hboneAddress, nodeProxyResources, waypointMetadata } from './node-proxy.js';
 import { trellisMetadata } from '../struct.js';
 import { prioritize, type ClientLocality, type LocalityEndpoint } from './locality.js';
 export type { ClientLocality } from './locality.js';
-import { grpcRouteMatch, httpRouteMatch, istioMatch, type EnvoyObject } from './route-match.js';
+import type { EnvoyObject } from './route-match.js';
+import { clusterAction, gatewayRoutes, istioRoutes, type AddCluster, type RouteCtx } from './routes.js';
 import { policySpecsFromModel, SecurityIndex, upstreamTls, type PolicySpecs } from './security.js';
 
 const HCM_TYPE =
@@ -47,7 +47,7 @@ export function duration(ms: number): { seconds: number; nanos: number } {
   return { seconds, nanos: Math.round((ms - seconds * 1000) * 1e6) };
 }
 
-interface Ctx {
+interface Ctx extends RouteCtx {
   readonly model: MeshModel;
   readonly security: SecurityIndex;
   readonly workloadsById: ReadonlyMap<string, WorkloadModel>;
@@ -112,6 +112,10 @@ export function proxylessSnapshot(model: MeshModel, options: ProxylessOptions = 
     ...indexRoutes(model),
     clientLocality: options.clientLocality,
     nodesByName: new Map(model.nodes.map((n) => [n.name, n])),
+    policy: (svc, subset, port) => {
+      const dr = ctx.rulesByHost.get(svc.hostname);
+      return mergePolicy(dr?.trafficPolicy, subset ? dr?.subsetPolicies[subset] : undefined, port);
+    },
   };
   const resources: XdsResource[] = [];
   const clusters = new Map<string, XdsResource>();
@@ -164,7 +168,8 @@ export function proxylessSnapshot(model: MeshModel, options: ProxylessOptions = 
     ...nodeProxyResources({
       model,
       security: ctx.security,
-      routes: (routes) => gatewayRoutes(ctx, routes, GATEWAY_PORT, addCluster),
+      routes: (routes, listenerPort) =>
+        gatewayRoutes(ctx, routes, GATEWAY_PORT, addCluster, { pathSeparatedPrefix: true, listenerPort }),
       serviceCluster: (host, port) => {
         const svc = ctx.servicesByHost.get(host);
         const p = svc?.ports.find((x) => x.port === port);
@@ -179,10 +184,22 @@ export function proxylessSnapshot(model: MeshModel, options: ProxylessOptions = 
 /** Gateway backendRefs always name their port; this stands in for "the port the route is for". */
 const GATEWAY_PORT: ServicePortModel = { name: '', port: 0, protocol: 'HTTP', transport: 'TCP', targetPort: 0 };
 
-type AddCluster = (svc: ServiceModel, port: ServicePortModel, subset: string) => string;
+/**
+ * The "<host>:<port>" routes of a port. grpc-js-xds refuses a whole route configuration that
+ * holds a redirect or a direct response (only `route` actions are valid to it), so on gRPC
+ * ports, the ones its clients call, those rules are left out: a redirect means nothing to a
+ * gRPC call, and a call that would have matched one falls through to the next rule or fails
+ * with "no route", as it did before they were translated. HTTP ports keep them (waypoints).
+ */
+function routesFor(ctx: Ctx, svc: ServiceModel, port: ServicePortModel, addCluster: AddCluster): EnvoyObject[] {
+  const routes = serviceRoutes(ctx, svc, port, addCluster);
+  if (port.protocol !== 'GRPC') return routes;
+  const forwarding = routes.filter((r) => r.redirect === undefined && r.direct_response === undefined);
+  return forwarding;
+}
 
 /** Gateway API (GAMMA) routes attached to the service win; else a VirtualService for its host; else one default route. */
-function routesFor(ctx: Ctx, svc: ServiceModel, port: ServicePortModel, addCluster: AddCluster): EnvoyObject[] {
+function serviceRoutes(ctx: Ctx, svc: ServiceModel, port: ServicePortModel, addCluster: AddCluster): EnvoyObject[] {
   const attached = (ctx.routesByService.get(svc.id) ?? []).filter((r) =>
     r.parents.some(
       (p) =>
@@ -192,260 +209,12 @@ function routesFor(ctx: Ctx, svc: ServiceModel, port: ServicePortModel, addClust
         (p.parentRef.port === undefined || p.parentRef.port === port.port),
     ),
   );
-  if (attached.length > 0) return gatewayRoutes(ctx, attached, port, addCluster);
+  // "<host>:<port>" route configurations are read by gRPC clients too (no path_separated_prefix).
+  if (attached.length > 0)
+    return gatewayRoutes(ctx, attached, port, addCluster, { pathSeparatedPrefix: false, listenerPort: port.port });
   const vs = ctx.meshVsByHost.get(svc.hostname);
-  if (vs && vs.http.length > 0) return istioRoutes(ctx, vs.namespace, vs.http, svc, port, addCluster);
+  if (vs && vs.http.length > 0) return istioRoutes(ctx, addCluster, vs.namespace, vs.http, svc, port);
   return [{ match: { prefix: '' }, route: clusterAction(ctx, [{ svc, port, subset: '', weight: 1 }], addCluster)! }];
-}
-
-interface Candidate {
-  readonly route: EnvoyObject;
-  /** Gateway API precedence keys (exact > longest prefix > method > headers > query). */
-  readonly key: readonly number[];
-  readonly order: number;
-}
-
-function gatewayRoutes(
-  ctx: Ctx,
-  routes: readonly RouteModel[],
-  port: ServicePortModel,
-  addCluster: AddCluster,
-): EnvoyObject[] {
-  const out: Candidate[] = [];
-  let order = 0;
-  for (const r of routes) {
-    for (const rule of r.rules) {
-      const action = backendAction(ctx, rule.backends, port, addCluster);
-      if (!action) continue;
-      const timeoutMs = rule.http?.timeouts?.request ? parseGatewayDuration(rule.http.timeouts.request) : undefined;
-      if (timeoutMs) action.max_stream_duration = { max_stream_duration: duration(timeoutMs) };
-      const headerMods = headerModifiers(rule.http?.filters ?? rule.grpc?.filters);
-      const matches = rule.http
-        ? rule.http.matches.map((m) => ({ match: httpRouteMatch(m), key: precedence(m) }))
-        : rule.grpc
-          ? (rule.grpc.matches ?? [{}]).map((m) => ({
-              match: grpcRouteMatch(m),
-              key: [0, 0, 0, (m.headers ?? []).length, 0],
-            }))
-          : [{ match: { prefix: '/' }, key: [0, 0, 0, 0, 0] }];
-      for (const m of matches)
-        out.push({ route: { match: m.match, route: action, ...headerMods }, key: m.key, order: order++ });
-    }
-  }
-  out.sort((a, b) => {
-    for (let i = 0; i < a.key.length; i++) if (a.key[i] !== b.key[i]) return b.key[i]! - a.key[i]!;
-    return a.order - b.order;
-  });
-  return out.map((c) => c.route);
-}
-
-type HeaderFilter = {
-  type: string;
-  requestHeaderModifier?: HeaderModifier;
-  responseHeaderModifier?: HeaderModifier;
-};
-type HeaderModifier = {
-  set?: readonly { name: string; value: string }[];
-  add?: readonly { name: string; value: string }[];
-  remove?: readonly string[];
-};
-
-/** Request/ResponseHeaderModifier filters -> the route's header mutations (set overwrites, add appends). */
-function headerModifiers(filters: readonly HeaderFilter[] | undefined): EnvoyObject {
-  const out: EnvoyObject = {};
-  const one = (m: HeaderModifier | undefined, dir: 'request' | 'response'): void => {
-    if (!m) return;
-    const add = [
-      ...(m.set ?? []).map((h) => ({
-        header: { key: h.name.toLowerCase(), value: h.value },
-        append_action: 'OVERWRITE_IF_EXISTS_OR_ADD',
-      })),
-      ...(m.add ?? []).map((h) => ({
-        header: { key: h.name.toLowerCase(), value: h.value },
-        append_action: 'APPEND_IF_EXISTS_OR_ADD',
-      })),
-    ];
-    if (add.length) out[`${dir}_headers_to_add`] = add;
-    if (m.remove?.length) out[`${dir}_headers_to_remove`] = m.remove.map((h) => h.toLowerCase());
-  };
-  for (const f of filters ?? []) {
-    if (f.type === 'RequestHeaderModifier') one(f.requestHeaderModifier, 'request');
-    if (f.type === 'ResponseHeaderModifier') one(f.responseHeaderModifier, 'response');
-  }
-  return out;
-}
-
-/** Gateway API tie-breaks: exact path, then longest path, then method, then most headers, then most query params. */
-function precedence(m: {
-  path: { type: string; value: string };
-  headers?: readonly unknown[];
-  queryParams?: readonly unknown[];
-  method?: string;
-}): number[] {
-  return [
-    m.path.type === 'Exact' ? 1 : 0,
-    m.path.type === 'RegularExpression' ? 0 : m.path.value.length,
-    m.method !== undefined ? 1 : 0,
-    (m.headers ?? []).length,
-    (m.queryParams ?? []).length,
-  ];
-}
-
-/** Weighted clusters from resolved backends; Service backends use the service port named by the backendRef. */
-function backendAction(
-  ctx: Ctx,
-  backends: RouteModel['rules'][number]['backends'],
-  port: ServicePortModel,
-  addCluster: AddCluster,
-): EnvoyObject | undefined {
-  const targets: Target[] = [];
-  for (const b of backends) {
-    if (!b.resolved || !b.service || b.weight <= 0) continue;
-    const svc = ctx.servicesById.get(b.service);
-    const p = svc?.ports.find((x) => x.port === (b.port ?? port.port)) ?? svc?.ports[0];
-    if (!svc || !p) continue;
-    targets.push({ svc, port: p, subset: b.subset ?? '', weight: b.weight });
-  }
-  // All-zero or unresolved: no route (proxyless gRPC has no direct responses).
-  return clusterAction(ctx, targets, addCluster);
-}
-
-interface Target {
-  readonly svc: ServiceModel;
-  readonly port: ServicePortModel;
-  readonly subset: string;
-  readonly weight: number;
-}
-
-/** One cluster or weighted clusters, with the hash policy of the first target's DestinationRule. */
-function clusterAction(ctx: Ctx, targets: readonly Target[], addCluster: AddCluster): EnvoyObject | undefined {
-  if (targets.length === 0) return undefined;
-  const clusters = targets.map((t) => ({ name: addCluster(t.svc, t.port, t.subset), weight: { value: t.weight } }));
-  const action: EnvoyObject =
-    clusters.length === 1 ? { cluster: clusters[0]!.name } : { weighted_clusters: { clusters } };
-  const hash = hashPolicy(ctx, targets[0]!);
-  if (hash) action.hash_policy = hash;
-  return action;
-}
-
-/** DestinationRule consistentHash -> the route's hash policy (what RING_HASH clusters hash on). */
-function hashPolicy(ctx: Ctx, t: Target): EnvoyObject[] | undefined {
-  const dr = ctx.rulesByHost.get(t.svc.hostname);
-  const ch = mergePolicy(dr?.trafficPolicy, t.subset ? dr?.subsetPolicies[t.subset] : undefined, t.port.port)
-    ?.loadBalancer?.consistentHash;
-  if (!ch) return undefined;
-  if (ch.httpHeaderName) return [{ header: { header_name: ch.httpHeaderName.toLowerCase() } }];
-  if (ch.httpCookie) {
-    const cookie: EnvoyObject = { name: ch.httpCookie.name };
-    const ttl = ch.httpCookie.ttl ? parseGoDuration(ch.httpCookie.ttl) : undefined;
-    if (ttl !== undefined) cookie.ttl = duration(ttl);
-    if (ch.httpCookie.path) cookie.path = ch.httpCookie.path;
-    return [{ cookie }];
-  }
-  if (ch.useSourceIp) return [{ connection_properties: { source_ip: true } }];
-  if (ch.httpQueryParameterName) return [{ query_parameter: { name: ch.httpQueryParameterName } }];
-  return undefined;
-}
-
-function istioRoutes(
-  ctx: Ctx,
-  namespace: string,
-  http: MeshModel['virtualServices'][number]['http'],
-  self: ServiceModel,
-  port: ServicePortModel,
-  addCluster: AddCluster,
-): EnvoyObject[] {
-  const out: EnvoyObject[] = [];
-  for (const h of http) {
-    const dests = (h.route ?? []) as readonly HTTPRouteDestination[];
-    const targets: Target[] = [];
-    for (const d of dests) {
-      const host = d.destination.host.includes('.')
-        ? d.destination.host
-        : `${d.destination.host}.${namespace}.svc.${ctx.model.mesh.clusterDomain}`;
-      const svc = ctx.servicesByHost.get(host);
-      if (!svc) continue;
-      const p =
-        svc.ports.find((x) => x.port === (d.destination.port?.number ?? port.port)) ??
-        (svc === self ? port : svc.ports[0]);
-      if (!p) continue;
-      const weight = d.weight ?? (dests.length === 1 ? 100 : 0);
-      if (weight > 0) targets.push({ svc, port: p, subset: d.destination.subset ?? '', weight });
-    }
-    const action = clusterAction(ctx, targets, addCluster);
-    if (!action) continue;
-    const timeoutMs = h.timeout ? parseGoDuration(h.timeout) : undefined;
-    if (timeoutMs) action.max_stream_duration = { max_stream_duration: duration(timeoutMs) };
-    const retry = retryPolicy(h.retries);
-    if (retry) action.retry_policy = retry;
-    const fault = faultConfig(h.fault);
-    for (const m of h.match?.length ? h.match : [undefined]) {
-      const route: EnvoyObject = { match: istioMatch(m), route: action };
-      if (fault) route.typed_per_filter_config = { 'envoy.filters.http.fault': fault };
-      out.push(route);
-    }
-  }
-  return out;
-}
-
-/** Istio retries -> Envoy retry policy; gRPC clients honour the gRPC status conditions. */
-function retryPolicy(
-  r: { attempts?: number; perTryTimeout?: string; retryOn?: string } | undefined,
-): EnvoyObject | undefined {
-  if (!r || !r.attempts) return undefined;
-  const policy: EnvoyObject = {
-    retry_on: r.retryOn ?? 'connect-failure,refused-stream,unavailable,cancelled',
-    num_retries: { value: r.attempts },
-  };
-  const perTry = r.perTryTimeout ? parseGoDuration(r.perTryTimeout) : undefined;
-  if (perTry) policy.per_try_timeout = duration(perTry);
-  return policy;
-}
-
-type IstioFault = {
-  delay?: { fixedDelay?: string; percentage?: { value?: number } };
-  abort?: { httpStatus?: number; grpcStatus?: string; percentage?: { value?: number } };
-};
-
-const GRPC_CODES: Readonly<Record<string, number>> = {
-  OK: 0,
-  CANCELLED: 1,
-  UNKNOWN: 2,
-  INVALID_ARGUMENT: 3,
-  DEADLINE_EXCEEDED: 4,
-  NOT_FOUND: 5,
-  ALREADY_EXISTS: 6,
-  PERMISSION_DENIED: 7,
-  RESOURCE_EXHAUSTED: 8,
-  FAILED_PRECONDITION: 9,
-  ABORTED: 10,
-  OUT_OF_RANGE: 11,
-  UNIMPLEMENTED: 12,
-  INTERNAL: 13,
-  UNAVAILABLE: 14,
-  DATA_LOSS: 15,
-  UNAUTHENTICATED: 16,
-};
-
-/** Percentages as Envoy FractionalPercent per million (keeps Istio's decimals). */
-function fraction(p: { value?: number } | undefined): EnvoyObject {
-  return { numerator: Math.round((p?.value ?? 100) * 10_000), denominator: 'MILLION' };
-}
-
-function faultConfig(f: unknown): EnvoyObject | undefined {
-  const fault = f as IstioFault | undefined;
-  if (!fault) return undefined;
-  const cfg: EnvoyObject = { '@type': FAULT_TYPE };
-  const delayMs = fault.delay?.fixedDelay ? parseGoDuration(fault.delay.fixedDelay) : undefined;
-  if (delayMs !== undefined)
-    cfg.delay = { fixed_delay: duration(delayMs), percentage: fraction(fault.delay?.percentage) };
-  if (fault.abort) {
-    const abort: EnvoyObject = { percentage: fraction(fault.abort.percentage) };
-    if (fault.abort.grpcStatus !== undefined) abort.grpc_status = GRPC_CODES[fault.abort.grpcStatus] ?? 2;
-    else if (fault.abort.httpStatus !== undefined) abort.http_status = fault.abort.httpStatus;
-    cfg.abort = abort;
-  }
-  return cfg;
 }
 
 function cluster(ctx: Ctx, svc: ServiceModel, port: ServicePortModel, subset: string, name: string): XdsResource {
@@ -472,17 +241,32 @@ function cluster(ctx: Ctx, svc: ServiceModel, port: ServicePortModel, subset: st
   if (od) {
     // As istiod: success-rate ejection off. gRPC clients (A50) implement only success-rate and
     // failure-percentage ejection, so the consecutive-error settings below reach Envoy only.
+    // As istiod: an error count of 0 turns that detector's enforcement off, any other enables it
+    // at 100%; the deprecated consecutiveErrors counts gateway errors (502/503/504) only.
     const o: EnvoyObject = { enforcing_success_rate: { value: 0 } };
-    const consecutive = od.consecutive5xxErrors ?? od.consecutiveErrors;
-    if (consecutive !== undefined) o.consecutive_5xx = { value: consecutive };
-    if (od.consecutiveGatewayErrors !== undefined)
+    if (od.consecutiveErrors !== undefined && od.consecutiveErrors > 0) {
+      o.consecutive_gateway_failure = { value: od.consecutiveErrors };
+      o.enforcing_consecutive_gateway_failure = { value: 100 };
+      o.enforcing_consecutive_5xx = { value: 0 };
+    }
+    if (od.consecutive5xxErrors !== undefined) {
+      o.consecutive_5xx = { value: od.consecutive5xxErrors };
+      o.enforcing_consecutive_5xx = { value: od.consecutive5xxErrors > 0 ? 100 : 0 };
+    }
+    if (od.consecutiveGatewayErrors !== undefined) {
       o.consecutive_gateway_failure = { value: od.consecutiveGatewayErrors };
+      o.enforcing_consecutive_gateway_failure = { value: od.consecutiveGatewayErrors > 0 ? 100 : 0 };
+    }
     const interval = od.interval ? parseGoDuration(od.interval) : undefined;
     if (interval) o.interval = duration(interval);
     const base = od.baseEjectionTime ? parseGoDuration(od.baseEjectionTime) : undefined;
     if (base) o.base_ejection_time = duration(base);
-    if (od.maxEjectionPercent !== undefined) o.max_ejection_percent = { value: od.maxEjectionPercent };
+    if (od.maxEjectionPercent !== undefined && od.maxEjectionPercent > 0)
+      o.max_ejection_percent = { value: od.maxEjectionPercent };
     body.outlier_detection = o;
+    // minHealthPercent is the panic threshold; istiod sets it even when unset (0: panic off,
+    // as few pods per service make Envoy's 50% default counterproductive).
+    body.common_lb_config = { healthy_panic_threshold: { value: od.minHealthPercent ?? 0 } };
   }
   const tls = clusterTls(ctx, svc, port, subset);
   if (tls) body.transport_socket = tls;

@@ -11,15 +11,19 @@ function regexMatcher(regex: string): EnvoyObject {
   return { regex };
 }
 
-/** HTTPRoute match -> RouteMatch. PathPrefix uses Envoy's segment-aware prefix where a value is not "/". */
-export function httpRouteMatch(m: HTTPRouteMatch): EnvoyObject {
+/**
+ * HTTPRoute match -> RouteMatch. PathPrefix matches whole segments: Envoy's path_separated_prefix
+ * when `pathSeparatedPrefix`, else an equivalent safe_regex (what gRPC clients accept too).
+ */
+export function httpRouteMatch(m: HTTPRouteMatch, pathSeparatedPrefix = false): EnvoyObject {
   const out: EnvoyObject = {};
   const path = m.path;
   if (path.type === 'Exact') out.path = path.value;
   else if (path.type === 'RegularExpression') out.safe_regex = regexMatcher(path.value);
   // Gateway API prefixes match whole segments: "/v1" matches "/v1" and "/v1/x", not "/v1x".
-  else if (path.value === '/' || path.value === '') out.prefix = '/';
-  else out.safe_regex = regexMatcher(`${escapeRegex(path.value.replace(/\/$/, ''))}(/.*)?`);
+  else if (/^\/*$/.test(path.value)) out.prefix = '/';
+  else if (pathSeparatedPrefix) out.path_separated_prefix = path.value.replace(/\/+$/, '');
+  else out.safe_regex = regexMatcher(`${escapeRegex(path.value.replace(/\/+$/, ''))}(/.*)?`);
   const headers = (m.headers ?? []).map((h) => ({
     name: h.name.toLowerCase(),
     string_match: h.type === 'RegularExpression' ? { safe_regex: regexMatcher(h.value) } : { exact: h.value },
@@ -69,17 +73,29 @@ export function istioMatch(m: HTTPMatchRequest | undefined): EnvoyObject {
   else if (uri.exact !== undefined) out.path = uri.exact;
   else if (uri.prefix !== undefined) out.prefix = uri.prefix;
   else out.safe_regex = regexMatcher(uri.regex ?? '.*');
-  if (m?.ignoreUriCase) out.case_sensitive = false;
+  if (m?.ignoreUriCase) out.case_sensitive = { value: false };
   const headers: EnvoyObject[] = [];
   for (const [name, sm] of Object.entries((m?.headers ?? {}) as Record<string, IstioStringMatch>)) {
     headers.push({ name: name.toLowerCase(), string_match: istioString(sm) });
   }
   for (const [name, sm] of Object.entries((m?.withoutHeaders ?? {}) as Record<string, IstioStringMatch>)) {
-    headers.push({ name: name.toLowerCase(), string_match: istioString(sm), invert_match: true });
+    // regex "*": the header is present (so withoutHeaders: absent).
+    const present = sm.regex === '*';
+    headers.push({
+      name: name.toLowerCase(),
+      ...(present ? { present_match: true } : { string_match: istioString(sm) }),
+      invert_match: true,
+    });
   }
   if (m?.method) headers.push({ name: ':method', string_match: istioString(m.method as IstioStringMatch) });
   if (m?.authority) headers.push({ name: ':authority', string_match: istioString(m.authority as IstioStringMatch) });
+  if (m?.scheme) headers.push({ name: ':scheme', string_match: istioString(m.scheme as IstioStringMatch) });
   if (headers.length) out.headers = headers;
+  const query: EnvoyObject[] = [];
+  for (const [name, sm] of Object.entries((m?.queryParams ?? {}) as Record<string, IstioStringMatch>)) {
+    query.push({ name, string_match: istioString(sm) });
+  }
+  if (query.length) out.query_parameters = query;
   return out;
 }
 
