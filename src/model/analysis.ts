@@ -19,6 +19,7 @@ export const ANALYSIS_CODES = {
   UpstreamServiceNotFound: { code: 'TRL0008', level: 'Warning' },
   UpstreamPortConflict: { code: 'TRL0009', level: 'Error' },
   UnsupportedRouteFeature: { code: 'TRL0010', level: 'Warning' },
+  UnsupportedProbe: { code: 'TRL0011', level: 'Warning' },
 } as const satisfies Record<string, { code: string; level: AnalysisLevel }>;
 
 export type AnalysisName = keyof typeof ANALYSIS_CODES;

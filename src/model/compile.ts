@@ -39,6 +39,7 @@ import {
 } from './services.js';
 import { compileWorkloads, parseLocality, type WorkloadCache } from './workloads.js';
 import { checkUpstreams } from './upstreams.js';
+import { checkWorkloadGroups } from './workload-groups.js';
 
 /**
  * Compiles resources into the mesh model, reusing per-resource results whose inputs did not
@@ -114,6 +115,7 @@ function compileWith(
   const workloads = [...entryWorkloads, ...entries.extraWorkloads].sort((a, b) => compareStrings(a.id, b.id));
   const serviceLookup = lookupServices(services);
   checkWaypoints(index, services, analysis);
+  checkWorkloadGroups(index, analysis);
 
   const gatewayDrafts = compileGateways(index, analysis);
   const env = routeEnv(index, gatewayDrafts, serviceLookup);

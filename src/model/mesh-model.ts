@@ -42,6 +42,29 @@ export interface WorkloadModel {
   readonly workingDir?: string;
   /** Local TCP ports its node listens on for it, one per mesh service it calls (trellis.dev Workload). */
   readonly upstreams?: readonly UpstreamModel[];
+  /** The readiness probe of its WorkloadGroup (see workload-groups.ts), if the group has one. */
+  readonly probe?: HealthProbeModel;
+}
+
+/** A WorkloadGroup's readiness probe (Istio ReadinessProbe), with Istio's defaults applied. */
+export interface HealthProbeModel {
+  /** "WorkloadGroup/ns/name" */
+  readonly group: string;
+  readonly initialDelaySeconds: number;
+  readonly timeoutSeconds: number;
+  readonly periodSeconds: number;
+  readonly successThreshold: number;
+  readonly failureThreshold: number;
+  readonly http?: {
+    readonly path: string;
+    readonly port: number;
+    readonly host?: string;
+    readonly scheme: 'HTTP' | 'HTTPS';
+    readonly headers: readonly { readonly name: string; readonly value: string }[];
+  };
+  readonly tcp?: { readonly port: number };
+  /** An exec probe: a proxy cannot run it (reported; not health-checked). */
+  readonly exec?: true;
 }
 
 /** A local plain-TCP port for one destination (Consul Connect's upstreams / local_bind_port). */
@@ -61,6 +84,8 @@ export interface ServicePortModel {
   readonly protocol: Protocol;
   readonly transport: 'TCP' | 'UDP' | 'SCTP';
   readonly targetPort: number | string;
+  /** The readiness probe of the WorkloadGroup of this port's endpoints (health-checked by L7 engines). */
+  readonly healthCheck?: HealthProbeModel;
 }
 
 export interface EndpointModel {

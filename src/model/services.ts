@@ -7,6 +7,7 @@ import { workloadSpiffeId as spiffeId } from '../identity/spiffe-id.js';
 import type {
   AnalysisMessage,
   EndpointModel,
+  HealthProbeModel,
   Protocol,
   ServiceModel,
   ServicePortModel,
@@ -161,6 +162,7 @@ export function compileService(svc: Resource<'Service'>, env: ServiceEnv): Compi
   });
   const selected = svc.spec.selector ? env.workloads(ns).select(svc.spec.selector) : [];
   const endpoints = selected.map((w) => endpointOf(w, ports, 'Service'));
+  const probedPorts = withProbes(ports, selected, endpoints);
   const waypoint = waypointOf(svc.metadata.labels, env.namespaceLabels(ns), ns);
   const m: { -readonly [K in keyof ServiceModel]: ServiceModel[K] } = {
     id: `Service/${ns}/${svc.name}`,
@@ -172,7 +174,7 @@ export function compileService(svc: Resource<'Service'>, env: ServiceEnv): Compi
     location: 'MESH_INTERNAL',
     resolution: 'STATIC',
     addresses: svc.spec.clusterIP && svc.spec.clusterIP !== 'None' ? [svc.spec.clusterIP] : [],
-    ports,
+    ports: probedPorts,
     endpoints,
     identities: [...new Set(endpoints.map((e) => e.identity))].sort(),
     sessionAffinity: svc.spec.sessionAffinity,
@@ -279,6 +281,7 @@ function fromServiceEntry(
     });
   }
   const endpoints = members.map((w) => endpointOf(w, ports, 'ServiceEntry'));
+  const probedPorts = withProbes(ports, members, endpoints);
   const identities = [...new Set(endpoints.map((e) => e.identity).filter((id) => id !== ''))].sort();
   return se.spec.hosts.map((host) => ({
     id: `ServiceEntry/${ns}/${se.name}/${host}`,
@@ -290,9 +293,31 @@ function fromServiceEntry(
     location: se.spec.location,
     resolution: se.spec.resolution,
     addresses: se.spec.addresses ?? [],
-    ports,
+    ports: probedPorts,
     endpoints,
     identities: se.spec.location === 'MESH_INTERNAL' ? identities : [],
     sessionAffinity: 'None' as const,
   }));
+}
+
+/**
+ * Each port gets the readiness probe of the WorkloadGroup of the endpoints serving it (one
+ * health check per Envoy cluster: with several groups, the first by id). Ports without one,
+ * and services without probed endpoints, are returned as they are.
+ */
+function withProbes(
+  ports: ServicePortModel[],
+  members: readonly WorkloadModel[],
+  endpoints: readonly EndpointModel[],
+): ServicePortModel[] {
+  if (!members.some((w) => w.probe !== undefined)) return ports;
+  return ports.map((p) => {
+    let probe: HealthProbeModel | undefined;
+    for (let i = 0; i < members.length; i++) {
+      const candidate = members[i]!.probe;
+      if (!candidate || endpoints[i]!.ports[p.name] === undefined) continue;
+      if (!probe || candidate.group < probe.group) probe = candidate;
+    }
+    return probe ? { ...p, healthCheck: probe } : p;
+  });
 }

@@ -5,6 +5,7 @@ import type { AnalysisSink } from './analysis.js';
 import { workloadSpiffeId as spiffeId } from '../identity/spiffe-id.js';
 import type { Locality, WorkloadModel } from './mesh-model.js';
 import type { ResourceIndex } from './resource-index.js';
+import { groupOf, probeModel } from './workload-groups.js';
 
 export function parseLocality(text: string | undefined): Locality {
   const [region = '', zone = '', subzone = ''] = (text ?? '').split('/');
@@ -62,8 +63,15 @@ export function compileWorkloads(
     const sa = we.spec.serviceAccount ?? 'default';
     const placement = placements.get(`${ns}/${we.name}`);
     const nodeKnown = placement ? nodeNames.has(placement.spec.node) : false;
+    const group = groupOf(index, we);
     const cached = cache.get(we);
-    if (cached && cached.deps[0] === mesh.trustDomain && cached.deps[1] === placement && cached.deps[2] === nodeKnown) {
+    if (
+      cached &&
+      cached.deps[0] === mesh.trustDomain &&
+      cached.deps[1] === placement &&
+      cached.deps[2] === nodeKnown &&
+      cached.deps[3] === group
+    ) {
       out.push(cached.model);
       continue;
     }
@@ -94,7 +102,9 @@ export function compileWorkloads(
         localAddress: u.localAddress,
         localPort: u.localPort,
       }));
-    cache.set(we, { deps: [mesh.trustDomain, placement, nodeKnown], model: w });
+    const probe = group ? probeModel(group) : undefined;
+    if (probe) w.probe = probe;
+    cache.set(we, { deps: [mesh.trustDomain, placement, nodeKnown, group], model: w });
     out.push(w);
   }
   return out;

@@ -15,6 +15,7 @@ import { requestAuthenticationKind } from './istio/request-authentication.js';
 import { serviceEntryKind } from './istio/service-entry.js';
 import { virtualServiceKind } from './istio/virtual-service.js';
 import { workloadEntryKind } from './istio/workload-entry.js';
+import { workloadGroupKind } from './istio/workload-group.js';
 import type { BodyOf, KindDefinition } from './kind.js';
 import { namespaceKind } from './kubernetes/namespace.js';
 import { networkPolicyKind } from './kubernetes/network-policy.js';
@@ -31,6 +32,7 @@ export const KINDS = [
   networkPolicyKind,
   // Istio networking and security
   workloadEntryKind,
+  workloadGroupKind,
   serviceEntryKind,
   virtualServiceKind,
   destinationRuleKind,

@@ -6,8 +6,6 @@ export const UNSUPPORTED_KINDS: Readonly<Record<string, string>> = {
   'networking.istio.io/Sidecar': 'Trellis runs no sidecars (ambient model); Sidecar has no effect and is not read',
   'networking.istio.io/EnvoyFilter':
     'EnvoyFilter patches Envoy internals and is not read; express the behaviour with routes and policies',
-  'networking.istio.io/WorkloadGroup':
-    'WorkloadGroup is not read; declare each VM workload as a WorkloadEntry (and a trellis.dev/v1alpha1 Workload for its node)',
   'networking.istio.io/ProxyConfig': 'ProxyConfig is not read',
   'telemetry.istio.io/Telemetry': 'Telemetry is not read yet',
   'networking.k8s.io/Ingress': 'Ingress is not read; use a Gateway API Gateway and HTTPRoute',

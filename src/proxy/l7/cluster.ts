@@ -347,7 +347,15 @@ const CONNECTION_FIELDS = [
 function sharedKey(name: string, cluster: EnvoyObject, lbe: EnvoyObject): string {
   const conn = CONNECTION_FIELDS.map((f) => cluster[f] ?? null);
   const ep = obj(lbe.endpoint) ?? {};
-  return JSON.stringify([name, conn, ep.address ?? null, ep.hostname ?? null, lbe.metadata ?? null]);
+  // health_check_config (probe port, disabled): a change restarts the host's checks.
+  return JSON.stringify([
+    name,
+    conn,
+    ep.address ?? null,
+    ep.hostname ?? null,
+    lbe.metadata ?? null,
+    ep.health_check_config ?? null,
+  ]);
 }
 
 function upstreamProtocol(c: EnvoyObject): UpstreamProtocol {

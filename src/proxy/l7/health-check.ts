@@ -9,7 +9,9 @@
 // healthy_threshold successes. Intervals: interval, unhealthy_interval while unhealthy, and the
 // edge intervals for the first check after a change (interval_jitter added). One connection per
 // check (reuse_connection is not honoured); no_traffic_interval is not honoured (checks always run
-// at interval).
+// at interval). Per endpoint, health_check_config.port_value sends the checks to another port and
+// disable_active_health_check leaves the host out (never failed by checks); HTTP checks add
+// http_health_check.request_headers_to_add.
 // Only the first HealthCheck of a cluster is used; gRPC and custom checks are reported.
 import type { Duplex } from 'node:stream';
 import { durationMs, list, num, obj, str, type EnvoyObject } from './config.js';
@@ -32,6 +34,8 @@ export interface HealthCheckSettings {
     readonly host: string;
     /** [start, end) ranges. */
     readonly expected: readonly (readonly [number, number])[];
+    /** request_headers_to_add, as "name: value\r\n" lines. */
+    readonly headers: string;
   };
   readonly tcp?: { readonly send: Buffer | undefined; readonly receive: readonly Buffer[] };
 }
@@ -66,9 +70,23 @@ export function healthCheckSettings(clusterName: string, checks: unknown): Healt
     const ranges = list(http.expected_statuses).map((r) => [num(r.start) ?? 0, num(r.end) ?? 0] as const);
     if (ranges.some(([s, e]) => s < 100 || e > 600 || s >= e))
       return 'health_checks[0].http_health_check.expected_statuses: ranges must be [start, end) within 100..600';
+    let headers = '';
+    for (const o of list(http.request_headers_to_add)) {
+      const h = obj(o.header);
+      const key = str(h?.key);
+      // Header text goes on the wire: names must be tokens, values one line.
+      if (!key || !/^[-!#$%&'*+.^_`|~0-9A-Za-z]+$/.test(key) || /[\r\n]/.test(str(h?.value) ?? ''))
+        return 'health_checks[0].http_health_check.request_headers_to_add: invalid header';
+      headers += `${key}: ${str(h?.value) ?? ''}\r\n`;
+    }
     return {
       ...base,
-      http: { path, host: str(http.host) || clusterName, expected: ranges.length > 0 ? ranges : [[200, 201] as const] },
+      http: {
+        path,
+        host: str(http.host) || clusterName,
+        expected: ranges.length > 0 ? ranges : [[200, 201] as const],
+        headers,
+      },
     };
   }
   const tcp = obj(hc.tcp_health_check);
@@ -111,8 +129,17 @@ export class HealthChecker {
   }
 
   /** Starts probing new hosts, stops probing hosts no longer in the cluster. */
-  setHosts(hosts: readonly CheckedHost[]): void {
+  setHosts(all: readonly CheckedHost[]): void {
     if (this.#stopped) return;
+    const hosts = all.filter((h) => {
+      if (!checkDisabled(h.target.endpoint)) return true;
+      // Not checked: never failed by checks.
+      if (h.health.hcFailed) {
+        h.health.hcFailed = false;
+        h.health.changed();
+      }
+      return false;
+    });
     const keep = new Set(hosts);
     for (const [h, p] of this.#loops) {
       if (!keep.has(h)) {
@@ -137,10 +164,22 @@ export class HealthChecker {
 
 type Outcome = 'ok' | 'fail' | 'fail-now';
 
+/** LbEndpoint.endpoint.health_check_config.disable_active_health_check. */
+function checkDisabled(lbEndpoint: EnvoyObject): boolean {
+  return obj(obj(lbEndpoint.endpoint)?.health_check_config)?.disable_active_health_check === true;
+}
+
+/** The host the checks go to: health_check_config.port_value (when set) replaces the port. */
+function checkTarget(t: UpstreamTarget): UpstreamTarget {
+  const port = num(obj(obj(t.endpoint.endpoint)?.health_check_config)?.port_value);
+  return port !== undefined && port > 0 && port <= 65535 && port !== t.port ? { ...t, port } : t;
+}
+
 class Probe {
   readonly #host: CheckedHost;
   readonly #s: HealthCheckSettings;
   readonly #connector: UpstreamConnector;
+  readonly #target: UpstreamTarget;
   #timer: NodeJS.Timeout | undefined;
   #socket: Duplex | undefined;
   #stopped = false;
@@ -155,6 +194,7 @@ class Probe {
     onPass: (host: CheckedHost) => void,
   ) {
     this.#host = host;
+    this.#target = checkTarget(host.target);
     this.#s = s;
     this.#connector = connector;
     this.#onPass = onPass;
@@ -242,7 +282,7 @@ class Probe {
       timer.unref();
       let opened: Duplex | Promise<Duplex>;
       try {
-        opened = openConnection(this.#connector, this.#host.target);
+        opened = openConnection(this.#connector, this.#target);
       } catch {
         finish('fail');
         return;
@@ -281,7 +321,9 @@ class Probe {
         const status = Number(m[1]);
         finish(http.expected.some(([a, b]) => status >= a && status < b) ? 'ok' : 'fail-now');
       });
-      s.write(`GET ${http.path} HTTP/1.1\r\nhost: ${http.host}\r\nuser-agent: Envoy/HC\r\nconnection: close\r\n\r\n`);
+      s.write(
+        `GET ${http.path} HTTP/1.1\r\nhost: ${http.host}\r\nuser-agent: Envoy/HC\r\n${http.headers}connection: close\r\n\r\n`,
+      );
       return;
     }
     if (!tcp || (!tcp.send && tcp.receive.length === 0)) return finish('ok');

@@ -18,6 +18,7 @@ import type {
 import { parseGoDuration } from '../../util/duration.js';
 import { Snapshot, TYPE_URLS, xdsResource, type XdsResource } from '../snapshot.js';
 import { serverListeners } from './inbound.js';
+import { healthCheckPort, healthChecksFor } from './health-checks.js';
 import { hboneAddress, nodeProxyResources, waypointMetadata } from './node-proxy.js';
 import { trellisMetadata } from '../struct.js';
 import { prioritize, type ClientLocality, type LocalityEndpoint } from './locality.js';
@@ -268,6 +269,13 @@ function cluster(ctx: Ctx, svc: ServiceModel, port: ServicePortModel, subset: st
     // as few pods per service make Envoy's 50% default counterproductive).
     body.common_lb_config = { healthy_panic_threshold: { value: od.minHealthPercent ?? 0 } };
   }
+  const healthChecks = healthChecksFor(port.healthCheck);
+  if (healthChecks) {
+    body.health_checks = healthChecks;
+    // A readiness probe (Istio): an endpoint that is not ready gets no traffic, so no panic
+    // routing unless the DestinationRule's outlierDetection.minHealthPercent set a threshold.
+    if (!body.common_lb_config) body.common_lb_config = { healthy_panic_threshold: { value: 0 } };
+  }
   const tls = clusterTls(ctx, svc, port, subset);
   if (tls) body.transport_socket = tls;
   if (port.protocol === 'GRPC' || port.protocol === 'HTTP2') {
@@ -327,6 +335,7 @@ function endpoints(ctx: Ctx, svc: ServiceModel, port: ServicePortModel, subset: 
   // for one VM, which Istio accepts): the first endpoint keeps it, with the weights summed.
   const byAddress = new Map<string, { weight: number; lbWeight: { value: number } }>();
   const eps: LocalityEndpoint<EnvoyObject>[] = [];
+  const probe = healthChecksFor(port.healthCheck) ? port.healthCheck : undefined;
   for (const e of svc.endpoints) {
     const epPort = e.ports[port.name];
     // Proxyless clients need IP literals (grpc-js-xds rejects host names).
@@ -351,6 +360,13 @@ function endpoints(ctx: Ctx, svc: ServiceModel, port: ServicePortModel, subset: 
       health_status: 'HEALTHY',
       load_balancing_weight: entry.lbWeight,
     };
+    if (probe) {
+      // Endpoints outside the probe's group are not checked; the others on the probe's port.
+      const own = ctx.workloadsById.get(e.workload)?.probe?.group === probe.group;
+      const hcPort = own ? healthCheckPort(probe, epPort) : undefined;
+      if (!own) (entry.value.endpoint as EnvoyObject).health_check_config = { disable_active_health_check: true };
+      else if (hcPort !== undefined) (entry.value.endpoint as EnvoyObject).health_check_config = { port_value: hcPort };
+    }
     // Which node proxy terminates HBONE for it, and who it must be (Trellis' node proxies).
     const node = e.node ? ctx.nodesByName.get(e.node) : undefined;
     if (node)
