@@ -59,6 +59,19 @@ export function roundTrip(body: Readonly<Record<string, unknown>>): Record<strin
   return back;
 }
 
+/** A resource as an xDS client's proto-loader hands it over: longs and enums as strings, defaults filled in. */
+export function decodedAsClient(body: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  const type = envoyRoot().lookupType((body['@type'] as string).replace('type.googleapis.com/', ''));
+  const { '@type': _t, ...fields } = body;
+  return type.toObject(type.decode(type.encode(type.fromObject(fields)).finish()), {
+    longs: String,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+    json: true,
+  });
+}
+
 function missing(sent: unknown, got: unknown, path: string): string[] {
   if (sent === null || typeof sent !== 'object' || Buffer.isBuffer(sent)) return [];
   if (Array.isArray(sent)) {

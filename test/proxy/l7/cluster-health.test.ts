@@ -16,7 +16,7 @@ import { parseYamlFile } from '../../../src/config/source/yaml-documents.js';
 import { compileModel } from '../../../src/model/compile.js';
 import { TYPE_URLS } from '../../../src/xds/snapshot.js';
 import { proxylessSnapshot } from '../../../src/xds/translate/proxyless.js';
-import { envoyRoot } from '../../helpers/envoy-protos.js';
+import { decodedAsClient } from '../../helpers/envoy-protos.js';
 import {
   cla,
   closable,
@@ -682,18 +682,7 @@ test('draining: rolling replacement of every endpoint under load (3,000 requests
 
 // --- translation -------------------------------------------------------------------------------
 
-/** As an xDS client's proto-loader hands a resource over (longs and enums as strings, defaults filled in). */
-function decoded(body: Readonly<Record<string, unknown>>): EnvoyObject {
-  const type = envoyRoot().lookupType((body['@type'] as string).replace('type.googleapis.com/', ''));
-  const { '@type': _t, ...fields } = body;
-  return type.toObject(type.decode(type.encode(type.fromObject(fields)).finish()), {
-    longs: String,
-    enums: String,
-    defaults: true,
-    oneofs: true,
-    json: true,
-  }) as EnvoyObject;
-}
+const decoded = (body: Readonly<Record<string, unknown>>): EnvoyObject => decodedAsClient(body) as EnvoyObject;
 
 test('DestinationRule outlierDetection, translated as istiod does, ejects in the engine (decoded resources)', async () => {
   const fleet = [await member('good1'), await member('bad', 503), await member('good2')];

@@ -11,7 +11,7 @@ import { compileModel } from '../../../src/model/compile.js';
 import { TYPE_URLS, type Snapshot } from '../../../src/xds/snapshot.js';
 import { proxylessSnapshot } from '../../../src/xds/translate/proxyless.js';
 import type { EnvoyObject, L7Config } from '../../../src/proxy/l7/config.js';
-import { envoyRoot } from '../../helpers/envoy-protos.js';
+import { decodedAsClient } from '../../helpers/envoy-protos.js';
 import { get, json, startEcho, startEngine } from './helpers.js';
 
 function model(ports: { v1: number; v2: number; slow: number }) {
@@ -58,18 +58,7 @@ spec:
   return compileModel(loaded.resources);
 }
 
-/** As grpc-js-xds's proto-loader would hand the resources over. */
-function decoded(body: Readonly<Record<string, unknown>>): EnvoyObject {
-  const type = envoyRoot().lookupType((body['@type'] as string).replace('type.googleapis.com/', ''));
-  const { '@type': _t, ...fields } = body;
-  return type.toObject(type.decode(type.encode(type.fromObject(fields)).finish()), {
-    longs: String,
-    enums: String,
-    defaults: true,
-    oneofs: true,
-    json: true,
-  }) as EnvoyObject;
-}
+const decoded = (body: Readonly<Record<string, unknown>>): EnvoyObject => decodedAsClient(body) as EnvoyObject;
 
 function toL7(snap: Snapshot, transform: (b: Readonly<Record<string, unknown>>) => EnvoyObject): L7Config {
   const map = (t: string) => new Map([...snap.resources(t)].map(([name, r]) => [name, transform(r.body)]));

@@ -15,7 +15,7 @@ import { parseYamlFile } from '../../../src/config/source/yaml-documents.js';
 import { compileModel } from '../../../src/model/compile.js';
 import { TYPE_URLS } from '../../../src/xds/snapshot.js';
 import { proxylessSnapshot } from '../../../src/xds/translate/proxyless.js';
-import { envoyRoot } from '../../helpers/envoy-protos.js';
+import { decodedAsClient } from '../../helpers/envoy-protos.js';
 import type { UpstreamConnector } from '../../../src/proxy/l7/upstream.js';
 import { closable, get, startEngine } from './helpers.js';
 
@@ -101,17 +101,7 @@ function connectorFor(vms: readonly Vm[]): UpstreamConnector {
   };
 }
 
-function decoded(body: Readonly<Record<string, unknown>>): EnvoyObject {
-  const type = envoyRoot().lookupType((body['@type'] as string).replace('type.googleapis.com/', ''));
-  const { '@type': _t, ...fields } = body;
-  return type.toObject(type.decode(type.encode(type.fromObject(fields)).finish()), {
-    longs: String,
-    enums: String,
-    defaults: true,
-    oneofs: true,
-    json: true,
-  }) as EnvoyObject;
-}
+const decoded = (body: Readonly<Record<string, unknown>>): EnvoyObject => decodedAsClient(body) as EnvoyObject;
 
 /** The engine's config, from the resources through the translation and the Envoy protos. */
 function l7From(yaml: string) {
