@@ -30,26 +30,28 @@ export function loadAssignmentOf(
   return obj(cluster.load_assignment);
 }
 
-/** The usable endpoints of the lowest priority that has one (no overprovisioning spill). */
-export function usableEndpoints(cla: EnvoyObject | undefined): UsableEndpoint[] {
-  let best: UsableEndpoint[] = [];
-  let bestPriority = Infinity;
+/** Every usable endpoint by priority level, levels in ascending priority (empty levels left out). */
+export function usableEndpointsByPriority(
+  cla: EnvoyObject | undefined,
+): { readonly priority: number; readonly endpoints: UsableEndpoint[] }[] {
+  const byPriority = new Map<number, UsableEndpoint[]>();
   for (const group of list(cla?.endpoints)) {
     const priority = num(group.priority) ?? 0;
-    if (priority > bestPriority) continue;
-    const level: UsableEndpoint[] = priority === bestPriority ? best : [];
     for (const lbe of list(group.lb_endpoints)) {
       if (UNUSABLE.has(enumName(lbe.health_status, HEALTH) ?? '')) continue;
       const sa = obj(obj(obj(lbe.endpoint)?.address)?.socket_address);
       const address = str(sa?.address);
       const port = num(sa?.port_value);
       if (!address || port === undefined) continue;
+      let level = byPriority.get(priority);
+      if (!level) byPriority.set(priority, (level = []));
       level.push({ address, port, weight: Math.max(1, num(lbe.load_balancing_weight) ?? 1), endpoint: lbe });
     }
-    if (level.length > 0 && priority < bestPriority) {
-      best = level;
-      bestPriority = priority;
-    }
   }
-  return best;
+  return [...byPriority].sort((a, b) => a[0] - b[0]).map(([priority, endpoints]) => ({ priority, endpoints }));
+}
+
+/** The usable endpoints of the lowest priority that has one (no overprovisioning spill). */
+export function usableEndpoints(cla: EnvoyObject | undefined): UsableEndpoint[] {
+  return usableEndpointsByPriority(cla)[0]?.endpoints ?? [];
 }

@@ -10,7 +10,7 @@
 // With them, PriorityLoadBalancer applies Envoy's priority load (overprovisioning factor) and
 // panic threshold, recomputed when a host's health changes.
 import { durationMs, enumName, list, num, obj, str, type EnvoyObject, type L7Config } from './config.js';
-import { loadAssignmentOf } from '../envoy/endpoints.js';
+import { loadAssignmentOf, usableEndpointsByPriority } from '../envoy/endpoints.js';
 import {
   createLoadBalancer,
   PriorityLoadBalancer,
@@ -289,41 +289,28 @@ export class ClusterManager {
     cla: EnvoyObject | undefined,
     shared: Map<string, HostShared>,
   ): PriorityLevel<HostState>[] {
-    const byPriority = new Map<number, HostState[]>();
-    for (const group of list(cla?.endpoints)) {
-      const priority = num(group.priority) ?? 0;
-      for (const lbe of list(group.lb_endpoints)) {
-        if (UNUSABLE.has(enumName(lbe.health_status, HEALTH) ?? '')) continue;
-        const sa = obj(obj(obj(lbe.endpoint)?.address)?.socket_address);
-        const address = str(sa?.address);
-        const port = num(sa?.port_value);
-        if (!address || port === undefined) continue;
+    return usableEndpointsByPriority(cla).map(({ priority, endpoints }) => ({
+      priority,
+      hosts: endpoints.map(({ address, port, weight, endpoint: lbe }) => {
         const key = sharedKey(name, cluster, lbe);
         let stats = shared.get(key) ?? this.#shared.get(key);
         if (!stats || stats.draining) {
           stats = new HostShared({ address, port, clusterName: name, cluster, endpoint: lbe }, this.#connector);
         }
         shared.set(key, stats);
-        let level = byPriority.get(priority);
-        if (!level) byPriority.set(priority, (level = []));
-        level.push({
+        return {
           address,
           port,
           key: address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`,
-          weight: Math.max(1, num(lbe.load_balancing_weight) ?? 1),
+          weight,
           endpoint: lbe,
           priority,
           stats,
-        });
-      }
-    }
-    return [...byPriority].sort((a, b) => a[0] - b[0]).map(([priority, hosts]) => ({ priority, hosts }));
+        };
+      }),
+    }));
   }
 }
-
-// EDS health_status as envoy/endpoints.ts reads it: UNHEALTHY, DRAINING and TIMEOUT hosts get no traffic.
-const HEALTH = ['UNKNOWN', 'HEALTHY', 'UNHEALTHY', 'DRAINING', 'TIMEOUT', 'DEGRADED'];
-const UNUSABLE = new Set(['UNHEALTHY', 'DRAINING', 'TIMEOUT']);
 
 /** common_lb_config.healthy_panic_threshold (Percent), default 50. */
 function panicThreshold(c: EnvoyObject): number {
