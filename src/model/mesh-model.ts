@@ -42,6 +42,8 @@ export interface WorkloadModel {
   readonly workingDir?: string;
   /** Local TCP ports its node listens on for it, one per mesh service it calls (trellis.dev Workload). */
   readonly upstreams?: readonly UpstreamModel[];
+  /** The outbound proxy port its Workload pins (spec.outboundPort); otherwise one is derived from its id. */
+  readonly outboundPort?: number;
   /** The readiness probe of its WorkloadGroup (see workload-groups.ts), if the group has one. */
   readonly probe?: HealthProbeModel;
 }

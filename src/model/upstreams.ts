@@ -10,9 +10,23 @@ import type { AnalysisSink } from './analysis.js';
 import type { GatewayModel, NodeModel, ServiceModel, UpstreamModel, WorkloadModel } from './mesh-model.js';
 import type { ResourceIndex } from './resource-index.js';
 
+// Outbound proxy ports are spread over this many ports from the node's outbound port.
+const OUTBOUND_RANGE = 1000;
+
+/** FNV-1a: a stable spread of workload ids over the outbound range. */
+function fnv1a(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
+}
+
 /**
- * Outbound proxy ports: the node's outbound port for its first workload, then upwards,
- * skipping the node's other ports and its gateways' ports (deterministic: workloads by id).
+ * Outbound proxy ports, which must not move while workloads run with HTTP_PROXY pointing at
+ * them: a Workload's spec.outboundPort if it pins one, otherwise a port hashed from the
+ * workload's id into [outbound, outbound + 1000), probing upwards past the node's other ports,
+ * its gateways' listeners and ports already given out. Adding or removing a workload moves no
+ * other workload's port unless their hashes collided (an upstream localPort that lands on one
+ * is reported as UpstreamPortConflict rather than moving the proxy).
  */
 export function outboundProxyPorts(
   node: NodeModel,
@@ -27,11 +41,24 @@ export function outboundProxyPorts(
     ...gws.flatMap((g) => g.listeners.map((l) => l.port)),
   ]);
   const out = new Map<string, number>();
-  let port = node.ports.outbound;
-  for (const w of [...local].sort((a, b) => compareStrings(a.id, b.id))) {
-    while (taken.has(port)) port++;
-    out.set(w.id, port);
-    taken.add(port);
+  const sorted = [...local].sort((a, b) => compareStrings(a.id, b.id));
+  for (const w of sorted) {
+    if (w.outboundPort === undefined) continue;
+    out.set(w.id, w.outboundPort);
+    taken.add(w.outboundPort);
+  }
+  const base = node.ports.outbound;
+  const size = Math.min(OUTBOUND_RANGE, 65536 - base);
+  for (const w of sorted) {
+    if (w.outboundPort !== undefined) continue;
+    const start = fnv1a(w.id) % size;
+    for (let i = 0; i < size; i++) {
+      const port = base + ((start + i) % size);
+      if (taken.has(port)) continue;
+      out.set(w.id, port);
+      taken.add(port);
+      break;
+    }
   }
   return out;
 }
@@ -144,6 +171,7 @@ export function checkUpstreams(
         );
     });
   }
+  checkPinnedOutboundPorts(workloads, nodes, gateways, placements, analysis);
   if (!workloads.some((w) => w.upstreams?.length)) return;
 
   const byId = new Map(workloads.map((w) => [w.id, w]));
@@ -188,6 +216,39 @@ export function checkUpstreams(
           }
         });
       }
+    }
+  }
+}
+
+/** UpstreamPortConflict for a Workload's spec.outboundPort that its node already uses for something else. */
+function checkPinnedOutboundPorts(
+  workloads: readonly WorkloadModel[],
+  nodes: readonly NodeModel[],
+  gateways: readonly GatewayModel[],
+  placements: ReadonlyMap<string, Resource<'Workload'>>,
+  analysis: AnalysisSink,
+): void {
+  if (!workloads.some((w) => w.outboundPort !== undefined)) return;
+  const byId = new Map(workloads.map((w) => [w.id, w]));
+  for (const node of nodes) {
+    const gws = node.gateways.map((id) => gateways.find((g) => g.id === id)).filter((g) => g !== undefined);
+    const used = new Map<number, string>();
+    for (const [name, port] of Object.entries(node.ports)) used.set(port, `node ${node.name}'s ${name} port`);
+    for (const g of gws)
+      for (const l of g.listeners) used.set(l.port, `listener ${l.name} of gateway ${g.namespace}/${g.name}`);
+    const local = node.workloads.map((id) => byId.get(id)).filter((w) => w !== undefined);
+    for (const w of [...local].sort((a, b) => compareStrings(a.id, b.id))) {
+      const r = placements.get(w.id);
+      if (w.outboundPort === undefined || !r) continue;
+      const hit = used.get(w.outboundPort);
+      if (hit)
+        analysis.add(
+          'UpstreamPortConflict',
+          keyOf(r),
+          `outboundPort ${w.outboundPort} is already used by ${hit} on ${node.address}`,
+          'spec.outboundPort',
+        );
+      else used.set(w.outboundPort, `the outbound proxy of workload ${w.namespace}/${w.name}`);
     }
   }
 }

@@ -95,6 +95,7 @@ export function compileWorkloads(
     if (placement?.spec.command) w.command = placement.spec.command;
     if (placement?.spec.env) w.env = placement.spec.env;
     if (placement?.spec.workingDir) w.workingDir = placement.spec.workingDir;
+    if (placement?.spec.outboundPort !== undefined) w.outboundPort = placement.spec.outboundPort;
     if (placement?.spec.upstreams?.length)
       w.upstreams = placement.spec.upstreams.map((u) => ({
         host: u.host,

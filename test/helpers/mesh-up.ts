@@ -1,10 +1,10 @@
 // Runs `trellis up -f examples/shop` in a child process for end-to-end tests: waits for its
 // summary, gives helpers to call through the mesh, and always stops it (SIGTERM, then SIGKILL).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { REPO_ROOT } from './run-cli.js';
 
@@ -192,4 +192,50 @@ export function tcpExchangeVia(
     req.on('error', reject);
     req.end();
   });
+}
+
+/** Replace `file` whole: a temp file (dot-named, so the loader skips it) renamed over it, as editors save. */
+export function writeAtomic(file: string, text: string): void {
+  const tmp = join(dirname(file), `.${basename(file)}.tmp`);
+  writeFileSync(tmp, text);
+  renameSync(tmp, file);
+}
+
+export interface ConfigStatus {
+  readonly generation: number;
+  readonly rejected: { at: string; errors: { file?: string; field?: string; message: string }[] } | null;
+}
+
+/** The running control plane's config generation and last rejection (its admin /debug/config). */
+export async function configStatus(admin = 'http://127.0.0.1:15014'): Promise<ConfigStatus> {
+  const r = await httpGet(`${admin}/debug/config`);
+  if (r.status !== 200) throw new Error(`${admin}/debug/config answered ${r.status}: ${r.body}`);
+  return JSON.parse(r.body) as ConfigStatus;
+}
+
+/** Polls the control plane until its config generation passes `after` (bounded); the new generation. */
+export async function nextGeneration(after: number, timeoutMs = 5000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const s = await configStatus();
+    if (s.generation > after) return s.generation;
+    if (Date.now() > deadline) throw new Error(`the control plane stayed at generation ${after} for ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** The warnings and errors the node proxies logged, for a failure message. */
+export function proxyProblems(mesh: MeshUp, nodes: readonly string[] = ['node-a', 'node-b']): string {
+  const lines: string[] = [];
+  for (const name of nodes) {
+    let text = '';
+    try {
+      text = readFileSync(join(mesh.stateDir, 'logs', `${name}.log`), 'utf8');
+    } catch {
+      continue;
+    }
+    const bad = text.split('\n').filter((l) => /"level":"(warn|error)"|Error|ECONN|EPIPE/.test(l));
+    lines.push(`--- ${name}.log (${bad.length} warn/error lines, last 15):`, ...bad.slice(-15));
+  }
+  return `${lines.join('\n')}\n(TRELLIS_KEEP_STATE=1 keeps ${join(mesh.stateDir, 'logs')})`;
 }

@@ -8,6 +8,7 @@ import { parseYamlFile } from '../../src/config/source/yaml-documents.js';
 import type { Resource } from '../../src/config/resource.js';
 import { compileModel } from '../../src/model/compile.js';
 import type { MeshModel } from '../../src/model/mesh-model.js';
+import { outboundProxyPorts } from '../../src/model/upstreams.js';
 import { REPO_ROOT } from '../helpers/run-cli.js';
 
 function load(yaml: string): Resource[] {
@@ -94,11 +95,21 @@ spec:
   assert.match(m.analysis[0]!.message, /MESH_EXTERNAL/);
 });
 
+/** The outbound proxy port of a workload on its node. */
+function outboundPortOf(m: MeshModel, id: string): number {
+  const w = m.workloads.find((x) => x.id === id)!;
+  const node = m.nodes.find((n) => n.name === w.node)!;
+  const local = m.workloads.filter((x) => x.node === node.name);
+  const gws = m.gateways.filter((g) => node.gateways.includes(g.id));
+  return outboundProxyPorts(node, local, gws).get(id)!;
+}
+
 test('local ports already taken on the machine are TRL0009 errors on the later upstream', () => {
-  // node-a is 127.0.0.1: hbone 15008, outbound 15001 (api-v1) and 15002 (frontend), the gateway's 8000.
+  // node-a is 127.0.0.1: hbone 15008, the outbound proxies of api-v1 and frontend, the gateway's 8000.
+  const frontend = outboundPortOf(shopWith('[]'), 'WorkloadEntry/shop/frontend');
   const m = shopWith(
     `[{ host: orders.shop.svc.cluster.local, port: 7000, localPort: 15008 },
-      { host: orders.shop.svc.cluster.local, port: 7000, localPort: 15002 },
+      { host: orders.shop.svc.cluster.local, port: 7000, localPort: ${frontend} },
       { host: orders.shop.svc.cluster.local, port: 7000, localPort: 8000 },
       { host: orders.shop.svc.cluster.local, port: 7000, localPort: 9080 },
       { host: orders.shop.svc.cluster.local, port: 7000, localPort: 17000 },
@@ -114,7 +125,10 @@ test('local ports already taken on the machine are TRL0009 errors on the later u
   ]);
   const text = m.analysis.map((a) => a.message);
   assert.match(text[0]!, /node node-a's hbone port already uses \(127\.0\.0\.1:15008\)/);
-  assert.match(text[1]!, /the outbound proxy of workload shop\/frontend already uses \(127\.0\.0\.1:15002\)/);
+  assert.match(
+    text[1]!,
+    new RegExp(`the outbound proxy of workload shop/frontend already uses \\(127\\.0\\.0\\.1:${frontend}\\)`),
+  );
   assert.match(text[2]!, /listener http of gateway shop\/shop-gateway/);
   assert.match(text[3]!, /port http of workload shop\/frontend/);
   assert.match(text[4]!, /upstream spec\.upstreams\[4\] of Workload shop\/api-v1 already uses \(127\.0\.0\.1:17000\)/);
@@ -189,4 +203,47 @@ test('the shop example has no upstreams and no upstream analysis', () => {
   const m = compileModel(loadPaths([join(REPO_ROOT, 'examples/shop')]).resources);
   assert.ok(m.workloads.every((w) => w.upstreams === undefined));
   assert.deepEqual(m.analysis, []);
+});
+
+test('outbound proxy ports stay put when other workloads come and go; spec.outboundPort pins one', () => {
+  const mesh = (names: readonly string[], pin?: number) =>
+    compileModel(
+      load(`apiVersion: trellis.dev/v1alpha1
+kind: Mesh
+metadata: { name: m }
+spec:
+  nodes: [{ name: a, address: 127.0.0.1 }]
+${names
+  .map(
+    (n) => `---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: { name: ${n}, namespace: ns }
+spec: { address: 127.0.0.1 }
+---
+apiVersion: trellis.dev/v1alpha1
+kind: Workload
+metadata: { name: ${n}, namespace: ns }
+spec: { node: a${pin !== undefined && n === 'w0' ? `, outboundPort: ${pin}` : ''} }`,
+  )
+  .join('\n')}
+`),
+    );
+  const names = Array.from({ length: 12 }, (_, i) => `w${i}`);
+  const all = mesh(names);
+  const ports = new Map(names.map((n) => [n, outboundPortOf(all, `WorkloadEntry/ns/${n}`)]));
+  assert.equal(new Set(ports.values()).size, names.length, 'every workload has a port of its own');
+  for (const p of ports.values()) assert.ok(p >= 15001 && p < 16001 && ![15006, 15008, 15020, 15021].includes(p));
+  // Take any one away: nobody else's port moves (these ids do not collide).
+  for (const gone of names) {
+    const fewer = mesh(names.filter((n) => n !== gone));
+    for (const n of names)
+      if (n !== gone)
+        assert.equal(outboundPortOf(fewer, `WorkloadEntry/ns/${n}`), ports.get(n), `${n} without ${gone}`);
+  }
+  // A pinned port wins; pinning one the node already uses is a TRL0009 error.
+  assert.equal(outboundPortOf(mesh(names, 16500), 'WorkloadEntry/ns/w0'), 16500);
+  const clash = mesh(names, 15008);
+  assert.deepEqual(messages(clash), ['TRL0009 Error Workload/w0 spec.outboundPort']);
+  assert.match(clash.analysis[0]!.message, /outboundPort 15008 is already used by node a's hbone port/);
 });

@@ -4,18 +4,16 @@
 // an invalid weight. No request may fail, the invalid file must be rejected (and logged) while
 // the previous routing keeps serving, and the last weights (0/100) must be the ones in force.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { httpGet, meshUp, type MeshUp } from '../helpers/mesh-up.js';
+import { configStatus, httpGet, meshUp, proxyProblems, writeAtomic, type MeshUp } from '../helpers/mesh-up.js';
+import { runWrk, WRK, type WrkRun } from '../helpers/wrk-run.js';
 import { REPO_ROOT } from '../helpers/run-cli.js';
 
-const WRK = ['/usr/bin/wrk', '/usr/local/bin/wrk'].find((p) => existsSync(p));
 const GATEWAY = 'http://127.0.0.1:8000/call';
 const HOST = 'shop.localhost';
-const ADMIN = 'http://127.0.0.1:15014';
 const WRK_SECONDS = 10;
 
 interface Step {
@@ -47,69 +45,11 @@ function withWeights(yaml: string, v1: number, v2: number): string {
   return out;
 }
 
-/** Replace `file` whole: a temp file (dot-named, so the loader skips it) renamed over it. */
-function writeAtomic(file: string, text: string): void {
-  const tmp = join(dirname(file), `.${basename(file)}.tmp`);
-  writeFileSync(tmp, text);
-  renameSync(tmp, file);
-}
-
-interface ConfigStatus {
-  readonly generation: number;
-  readonly rejected: { at: string; errors: { file?: string; field?: string; message: string }[] } | null;
-}
-
-async function configStatus(): Promise<ConfigStatus> {
-  const r = await httpGet(`${ADMIN}/debug/config`);
-  assert.equal(r.status, 200, r.body);
-  return JSON.parse(r.body) as ConfigStatus;
-}
-
 /** Which api version answered a /call through the gateway (the frontend relays api's answer). */
 async function callVersion(): Promise<{ status: number; version: string | undefined }> {
   const r = await httpGet(GATEWAY, { host: HOST });
   if (r.status !== 200) return { status: r.status, version: undefined };
   return { status: r.status, version: (JSON.parse(r.body) as { upstream?: { name?: string } }).upstream?.name };
-}
-
-interface WrkResult {
-  readonly code: number | null;
-  readonly out: string;
-}
-
-function runWrk(): { done: Promise<WrkResult>; kill: () => void } {
-  const child = spawn(
-    WRK!,
-    ['-t1', '-c16', `-d${WRK_SECONDS}s`, '--latency', '--timeout', '3s', '-H', `Host: ${HOST}`, GATEWAY],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let out = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (out += d));
-  const timer = setTimeout(() => child.kill('SIGKILL'), (WRK_SECONDS + 10) * 1000);
-  const done = new Promise<WrkResult>((resolve) =>
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, out });
-    }),
-  );
-  return { done, kill: () => child.kill('SIGKILL') };
-}
-
-/** The warnings and errors the proxies logged, for a failure message. */
-function proxyProblems(mesh: MeshUp): string {
-  const lines: string[] = [];
-  for (const name of ['node-a', 'node-b']) {
-    let text = '';
-    try {
-      text = readFileSync(join(mesh.stateDir, 'logs', `${name}.log`), 'utf8');
-    } catch {
-      continue;
-    }
-    const bad = text.split('\n').filter((l) => /"level":"(warn|error)"|Error|ECONN|EPIPE/.test(l));
-    lines.push(`--- ${name}.log (${bad.length} warn/error lines, last 15):`, ...bad.slice(-15));
-  }
-  return `${lines.join('\n')}\n(TRELLIS_KEEP_STATE=1 keeps ${join(mesh.stateDir, 'logs')})`;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -127,14 +67,14 @@ test(
     const apiYaml = join(dir, 'api.yaml');
     const original = readFileSync(apiYaml, 'utf8');
     let mesh: MeshUp | undefined;
-    let wrk: ReturnType<typeof runWrk> | undefined;
+    let wrk: WrkRun | undefined;
     try {
       mesh = await meshUp(dir);
       const warm = await callVersion();
       assert.equal(warm.status, 200, 'the mesh answers through the gateway before the load starts');
       const initial = await configStatus();
 
-      wrk = runWrk();
+      wrk = runWrk({ url: GATEWAY, host: HOST, seconds: WRK_SECONDS });
       const started = Date.now();
       // Steps the control plane did not take up (no new generation, no rejection) within 1.2 s.
       const missed: string[] = [];
@@ -164,17 +104,18 @@ test(
       wrk = undefined;
 
       // 1. No failed request under load.
-      const summary = /(\d+) requests in ([\d.]+\w+)/.exec(result.out);
-      const rps = /Requests\/sec:\s+([\d.]+)/.exec(result.out);
-      const failures = result.out.match(/Non-2xx or 3xx responses:.*|Socket errors:.*/g);
       t.diagnostic(
-        `wrk: ${summary?.[1] ?? '?'} requests in ${summary?.[2] ?? '?'}, ${rps?.[1] ?? '?'} req/s; ` +
-          (failures?.join('; ') ?? 'no errors'),
+        `wrk: ${result.requests ?? '?'} requests, ${result.rps ?? '?'} req/s; ` +
+          (result.failures.length ? result.failures.join('; ') : 'no errors'),
       );
       assert.equal(result.code, 0, `wrk exited with ${result.code}:\n${result.out}`);
-      assert.ok(summary, `no summary in wrk's output:\n${result.out}`);
-      assert.equal(failures, null, `requests failed while the routes changed:\n${result.out}\n${proxyProblems(mesh)}`);
-      assert.ok(Number(summary[1]) > 500, `only ${summary[1]} requests completed:\n${result.out}`);
+      assert.ok(result.requests !== undefined, `no summary in wrk's output:\n${result.out}`);
+      assert.deepEqual(
+        result.failures,
+        [],
+        `requests failed while the routes changed:\n${result.out}\n${proxyProblems(mesh)}`,
+      );
+      assert.ok(result.requests > 500, `only ${result.requests} requests completed:\n${result.out}`);
 
       // 2. The control plane took up every change: each valid write as a new generation, the invalid one as a rejection.
       assert.deepEqual(missed, [], `the control plane did not notice these rewrites of ${apiYaml}`);

@@ -37,6 +37,8 @@ const workloadSpec = object({
   workingDir: opt(string({ minLength: 1 })),
   /** A local TCP port per mesh service the workload calls; the node proxy forwards each connection over mTLS as the workload's identity. */
   upstreams: opt(array(upstream)),
+  /** The node's HTTP_PROXY port for this workload; by default a stable port derived from the workload's id. */
+  outboundPort: opt(port()),
   /** Extra key/values shown in `trellis get` (owner, team...). */
   annotations: opt(record(string())),
 });
