@@ -6,6 +6,7 @@ import type { Command } from './command.js';
 import { bootstrapCommand } from './commands/bootstrap.js';
 import { caCommand } from './commands/ca.js';
 import { controlplaneCommand } from './commands/controlplane.js';
+import { policyCommand } from './commands/policy.js';
 import { proxyStatusCommand } from './commands/proxy-status.js';
 import { applyCommand, deleteCommand, getCommand } from './commands/resources.js';
 import { validateCommand } from './commands/validate.js';
@@ -22,6 +23,7 @@ export const COMMANDS: readonly Command[] = [
   getCommand,
   deleteCommand,
   proxyStatusCommand,
+  policyCommand,
   nodeCommand,
   caCommand,
   bootstrapCommand,

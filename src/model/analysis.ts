@@ -20,6 +20,7 @@ export const ANALYSIS_CODES = {
   UpstreamPortConflict: { code: 'TRL0009', level: 'Error' },
   UnsupportedRouteFeature: { code: 'TRL0010', level: 'Warning' },
   UnsupportedProbe: { code: 'TRL0011', level: 'Warning' },
+  ExternalAuthorizationUnavailable: { code: 'TRL0012', level: 'Warning' },
 } as const satisfies Record<string, { code: string; level: AnalysisLevel }>;
 
 export type AnalysisName = keyof typeof ANALYSIS_CODES;

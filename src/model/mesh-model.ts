@@ -8,6 +8,9 @@ import type { HTTPRouteRule } from '../config/kinds/gateway/http-route.js';
 import type { TrafficPolicy } from '../config/kinds/istio/destination-rule.js';
 import type { AuthorizationPolicySpec } from '../config/kinds/istio/authorization-policy.js';
 import type { PeerAuthenticationSpec } from '../config/kinds/istio/peer-authentication.js';
+import type { RequestAuthenticationSpec } from '../config/kinds/istio/request-authentication.js';
+import type { NetworkPolicySpec } from '../config/kinds/kubernetes/network-policy.js';
+import type { CiliumRule } from '../config/kinds/cilium/cilium-network-policy.js';
 import type { HTTPRoute as IstioHttpRoute } from '../config/kinds/istio/virtual-service.js';
 
 export type Protocol = 'HTTP' | 'HTTP2' | 'GRPC' | 'HTTPS' | 'TLS' | 'TCP' | 'UDP' | 'MONGO' | 'REDIS' | 'MYSQL';
@@ -262,9 +265,15 @@ export interface PolicyBindingModel {
   readonly targets: readonly string[];
   /** Needs an L7 engine to enforce (HTTP attributes). */
   readonly needsL7: boolean;
+  /** metadata.creationTimestamp (RFC 3339), when given: Istio's "oldest wins" among equal scopes. */
+  readonly creationTimestamp?: string;
   /** The policy as written, for translation (RBAC, TLS modes). */
   readonly authorization?: AuthorizationPolicySpec;
   readonly peerAuthentication?: PeerAuthenticationSpec;
+  readonly requestAuthentication?: RequestAuthenticationSpec;
+  readonly networkPolicy?: NetworkPolicySpec;
+  /** A Cilium policy's rules (spec then specs[]), each with its field path for naming. */
+  readonly cilium?: readonly { readonly path: string; readonly rule: CiliumRule }[];
 }
 
 export interface IdentityModel {

@@ -1,12 +1,14 @@
 // Policies bound to what they select: workloads (selectors), a namespace, the whole mesh
 // (Istio's root namespace), or targetRefs (Gateways / Services through their waypoint).
 import type { MeshSpec } from '../config/kinds/trellis/mesh.js';
+import type { CiliumRule } from '../config/kinds/cilium/cilium-network-policy.js';
 import { own } from '../util/own.js';
 import { BUILTIN_CLASSES } from './gateways.js';
 import { keyOf, type Resource } from '../config/resource.js';
 import type { AnalysisSink } from './analysis.js';
 import type { PolicyBindingModel, PolicyKind, ServiceModel, WorkloadModel } from './mesh-model.js';
 import type { ResourceIndex } from './resource-index.js';
+import { timestampOf } from './routes.js';
 import type { WorkloadLookup } from './services.js';
 import { isEmptySelector, matchesLabels, matchesSelector, type SelectorLike } from './selectors.js';
 
@@ -34,12 +36,14 @@ export interface PolicyContext {
 
 export function compilePolicies(ctx: PolicyContext): PolicyBindingModel[] {
   const out: PolicyBindingModel[] = [];
-  for (const p of ctx.index.all('AuthorizationPolicy'))
+  for (const p of ctx.index.all('AuthorizationPolicy')) {
     out.push({ ...istioBinding(ctx, p, 'AuthorizationPolicy', p.spec, authzNeedsL7(p)), authorization: p.spec });
+    warnCustomAction(ctx, p);
+  }
   for (const p of ctx.index.all('PeerAuthentication'))
     out.push({ ...istioBinding(ctx, p, 'PeerAuthentication', p.spec, false), peerAuthentication: p.spec });
   for (const p of ctx.index.all('RequestAuthentication'))
-    out.push(istioBinding(ctx, p, 'RequestAuthentication', p.spec, true));
+    out.push({ ...istioBinding(ctx, p, 'RequestAuthentication', p.spec, true), requestAuthentication: p.spec });
   for (const p of ctx.index.all('NetworkPolicy')) out.push(networkPolicyBinding(ctx, p));
   for (const p of ctx.index.all('CiliumNetworkPolicy')) out.push(ciliumBinding(ctx, p, 'CiliumNetworkPolicy'));
   for (const p of ctx.index.all('CiliumClusterwideNetworkPolicy'))
@@ -57,7 +61,15 @@ function istioBinding(
 ): PolicyBindingModel {
   const ns = r.namespace!;
   const key = keyOf(r);
-  const base = { id: `${kind}/${ns}/${r.name}`, source: key, kind, namespace: ns, needsL7 };
+  const created = timestampOf(r.metadata.creationTimestamp);
+  const base = {
+    id: `${kind}/${ns}/${r.name}`,
+    source: key,
+    kind,
+    namespace: ns,
+    needsL7,
+    ...(created !== undefined ? { creationTimestamp: created } : {}),
+  };
   const refs = spec.targetRefs ?? (spec.targetRef ? [spec.targetRef] : []);
   if (refs.length > 0) {
     const targets: string[] = [];
@@ -136,6 +148,18 @@ function authzNeedsL7(p: Resource<'AuthorizationPolicy'>): boolean {
   return false;
 }
 
+/** Trellis has no ext_authz: a CUSTOM policy denies what its rules match (fail closed), say so. */
+function warnCustomAction(ctx: PolicyContext, p: Resource<'AuthorizationPolicy'>): void {
+  if (p.spec.action !== 'CUSTOM') return;
+  const provider = p.spec.provider?.name;
+  ctx.analysis.add(
+    'ExternalAuthorizationUnavailable',
+    keyOf(p),
+    `action CUSTOM asks the external authorizer ${provider ? JSON.stringify(provider) : '(no provider set)'}, but Trellis has no ext_authz support: requests matching its rules are denied (fail closed) instead of being sent to it`,
+    'spec.action',
+  );
+}
+
 function networkPolicyBinding(ctx: PolicyContext, p: Resource<'NetworkPolicy'>): PolicyBindingModel {
   const ns = p.namespace!;
   const selector = p.spec.podSelector as SelectorLike | undefined;
@@ -161,6 +185,7 @@ function networkPolicyBinding(ctx: PolicyContext, p: Resource<'NetworkPolicy'>):
     workloads,
     targets: [],
     needsL7: false,
+    networkPolicy: p.spec,
   };
 }
 
@@ -233,8 +258,18 @@ function ciliumBinding(
     workloads,
     targets: [...targets].sort(),
     needsL7,
+    cilium: ciliumRulesOf(p),
   } as const;
   return ns === undefined ? base : { ...base, namespace: ns };
+}
+
+/** The rules as written, spec first then specs[] (Cilium applies both), with their paths for naming. */
+function ciliumRulesOf(p: Resource): { path: string; rule: CiliumRule }[] {
+  const body = p as unknown as { spec?: CiliumRule; specs?: readonly CiliumRule[] };
+  const out: { path: string; rule: CiliumRule }[] = [];
+  if (body.spec) out.push({ path: 'spec', rule: body.spec });
+  body.specs?.forEach((rule, i) => out.push({ path: `specs[${i}]`, rule }));
+  return out;
 }
 
 /**

@@ -62,7 +62,7 @@ export interface RouteLike {
 }
 
 /** creationTimestamp as RFC 3339 text (YAML may have parsed it into a Date). */
-function timestampOf(v: unknown): string | undefined {
+export function timestampOf(v: unknown): string | undefined {
   if (v instanceof Date) return Number.isNaN(v.getTime()) ? undefined : v.toISOString();
   return typeof v === 'string' && v !== '' ? v : undefined;
 }

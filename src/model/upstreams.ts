@@ -63,6 +63,43 @@ export function outboundProxyPorts(
   return out;
 }
 
+/**
+ * Inbound plaintext ports ("<workload id>:<port>" -> node port): where the node accepts plaintext
+ * for a local workload port whose PeerAuthentication mode lets it (PERMISSIVE, DISABLE). Given
+ * to every workload port whatever its mode, so flipping a mode never moves a port; hashed from
+ * "<workload id>:<port>" into [inbound, inbound + 1000), probing upwards past the node's own
+ * ports, its gateways' listeners, the outbound proxy ports (computed first, so these never move
+ * them) and ports already given out.
+ */
+export function inboundPlaintextPorts(
+  node: NodeModel,
+  local: readonly WorkloadModel[],
+  gws: readonly GatewayModel[],
+): Map<string, number> {
+  const taken = new Set<number>([
+    ...Object.values(node.ports),
+    ...gws.flatMap((g) => g.listeners.map((l) => l.port)),
+    ...outboundProxyPorts(node, local, gws).values(),
+  ]);
+  const keys = local
+    .flatMap((w) => [...new Set(Object.values(w.ports))].map((p) => `${w.id}:${p}`))
+    .sort(compareStrings);
+  const base = node.ports.inbound;
+  const size = Math.min(OUTBOUND_RANGE, 65536 - base);
+  const out = new Map<string, number>();
+  for (const key of keys) {
+    const start = fnv1a(key) % size;
+    for (let i = 0; i < size; i++) {
+      const port = base + ((start + i) % size);
+      if (taken.has(port)) continue;
+      out.set(key, port);
+      taken.add(port);
+      break;
+    }
+  }
+  return out;
+}
+
 /** An address:port something listens on, and what it is (for messages). */
 export interface BindModel {
   readonly address: string;

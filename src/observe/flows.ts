@@ -19,8 +19,13 @@ export interface FlowRecord {
     readonly service?: string;
     readonly workload?: string;
   };
-  /** What carried it: "hbone" (mTLS tunnel), "waypoint", "passthrough". */
+  /** What carried it: "hbone" (mTLS tunnel), "waypoint", "passthrough", "plaintext" (inbound, no tunnel). */
   readonly via?: string;
+  /**
+   * "none" on an inbound connection the peer made in plaintext (a PERMISSIVE or DISABLE port):
+   * Istio's connection_security_policy="none". Absent on everything else, which is mTLS inbound.
+   */
+  readonly tls?: 'none';
   readonly bytesSent?: number;
   readonly bytesReceived?: number;
   readonly durationMs?: number;

@@ -1054,3 +1054,79 @@ ${rules(8080)}`);
   const value = protos.serialize('envoy.config.route.v3.RouteConfiguration', body);
   assert.equal(new RouteConfigurationResourceType().decode({}, { type_url: TYPE_URLS.route, value }).error, undefined);
 });
+
+test('invalid weighted backendRefs keep their share, which answers 500 (ResolvedRefs=False stays)', () => {
+  const yaml = httpRoute(
+    'inv',
+    `  rules:
+    - matches: [{ path: { type: PathPrefix, value: /inv } }]
+      backendRefs:
+        - { name: a, port: 8080, weight: 2 }
+        - { name: missing, port: 8080, weight: 1 }
+        - { group: example.io, kind: Bucket, name: x, weight: 1 }
+`,
+  );
+  const routes = vhosts(snapshotOf(yaml), GW)[0]!.routes;
+  const i = routes.findIndex((r) => r.name === 'demo/inv/0/0/invalid-backends');
+  assert.ok(i >= 0, JSON.stringify(routes.map((r) => r.name)));
+  const share = routes[i]!;
+  // Half of the weight (1 + 1 of 4) is invalid: that share answers 500, ahead of the rule's route.
+  assert.deepEqual(share.direct_response, { status: 500 });
+  assert.deepEqual((share.match as Obj).runtime_fraction, {
+    default_value: { numerator: 500_000, denominator: 'MILLION' },
+    runtime_key: 'trellis.invalid_backend_share',
+  });
+  assert.equal((share.match as Obj).prefix ?? (share.match as Obj).path_separated_prefix, '/inv');
+  const main = routes[i + 1]!;
+  assert.equal(main.name, 'demo/inv/0/0');
+  assert.deepEqual(main.route, { cluster: cl('a') });
+
+  const m = compileModel(loadDocuments(parseYamlFile('r.yaml', BASE + yaml).documents).resources);
+  const st = m.routes.find((r) => r.id === 'HTTPRoute/demo/inv')!;
+  const resolved = st.parents[0]!.conditions.find((c) => c.type === 'ResolvedRefs');
+  assert.equal(resolved?.status, 'False');
+});
+
+test('invalid backendRefs: all invalid -> direct_response 500; weight 0 invalid -> no share', () => {
+  const all = vhosts(
+    snapshotOf(httpRoute('all', `  rules:\n    - backendRefs: [{ name: missing, port: 8080 }]\n`)),
+    GW,
+  )[0]!.routes;
+  assert.deepEqual(
+    all.map((r) => [r.name, r.direct_response]),
+    [['demo/all/0/0', { status: 500 }]],
+  );
+  const zero = vhosts(
+    snapshotOf(
+      httpRoute(
+        'zero',
+        `  rules:\n    - backendRefs: [{ name: a, port: 8080 }, { name: missing, port: 8080, weight: 0 }]\n`,
+      ),
+    ),
+    GW,
+  )[0]!.routes;
+  assert.deepEqual(
+    zero.map((r) => r.name),
+    ['demo/zero/0/0'],
+  );
+});
+
+test('GRPCRoute: an invalid weighted backendRef keeps its share as a 500 route', () => {
+  const yaml = `---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: { name: g, namespace: demo }
+spec:
+  parentRefs: [{ name: gw, namespace: demo, sectionName: http }]
+  rules:
+    - backendRefs: [{ name: a, port: 8080, weight: 3 }, { name: missing, port: 8080, weight: 1 }]
+`;
+  const routes = vhosts(snapshotOf(yaml), GW)[0]!.routes;
+  const share = routes.find((r) => r.name === 'demo/g/0/0/invalid-backends');
+  assert.ok(share, JSON.stringify(routes.map((r) => r.name)));
+  assert.deepEqual(share.direct_response, { status: 500 });
+  assert.deepEqual(((share.match as Obj).runtime_fraction as Obj).default_value, {
+    numerator: 250_000,
+    denominator: 'MILLION',
+  });
+});

@@ -14,6 +14,7 @@ import type { MeshModel } from '../../model/mesh-model.js';
 import { parseGoDuration } from '../../util/duration.js';
 import { TYPE_URLS } from '../../xds/snapshot.js';
 import { proxylessSnapshot } from '../../xds/translate/proxyless.js';
+import { readTrellisMetadata } from '../../xds/struct.js';
 import { HELP_FLAG, type Command } from '../command.js';
 import { concurrencyFlag } from '../concurrency.js';
 import { hostPort } from '../host-port.js';
@@ -47,6 +48,21 @@ function outboundProxies(model: MeshModel): Map<string, string> {
     const sa = (l?.body.address as { socket_address?: { address: string; port_value: number } } | undefined)
       ?.socket_address;
     if (sa) out.set(w.id, `${sa.address}:${sa.port_value}`);
+  }
+  return out;
+}
+
+/** Workload id -> "node ip:port -> workload port (MODE)" of each plaintext inbound listener (PERMISSIVE / DISABLE ports). */
+function plaintextInbounds(model: MeshModel): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const l of proxylessSnapshot(model).resources(TYPE_URLS.listener).values()) {
+    if (!/^trellis\/[^/]+\/inbound-plaintext\//.test(l.name)) continue;
+    const sa = (l.body.address as { socket_address?: { address: string; port_value: number } } | undefined)
+      ?.socket_address;
+    const md = readTrellisMetadata(l.body);
+    if (!sa || typeof md.workload !== 'string') continue;
+    const text = `${sa.address}:${sa.port_value} -> ${String(md.target)} (${String(md.mtls)})`;
+    out.set(md.workload, [...(out.get(md.workload) ?? []), text]);
   }
   return out;
 }
@@ -243,6 +259,7 @@ async function startAll(
   }
 
   const proxies = outboundProxies(o.model);
+  const plaintext = plaintextInbounds(o.model);
   const started: string[] = [];
   const waits: Promise<void>[] = [];
   for (const w of o.model.workloads) {
@@ -270,7 +287,8 @@ async function startAll(
     started.push(
       `  ${w.namespace}/${w.name}`.padEnd(28) +
         `on ${w.node}, serves ${w.address}:${Object.values(w.ports).join(',')}, HTTP_PROXY=${proxy ?? '-'}` +
-        (w.upstreams ?? []).map((u) => `, ${u.localAddress}:${u.localPort} -> ${u.host}:${u.port}`).join(''),
+        (w.upstreams ?? []).map((u) => `, ${u.localAddress}:${u.localPort} -> ${u.host}:${u.port}`).join('') +
+        (plaintext.get(w.id) ?? []).map((p) => `, plaintext ${p}`).join(''),
     );
   }
 

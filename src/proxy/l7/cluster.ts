@@ -22,6 +22,8 @@ import {
 } from './load-balancer.js';
 import { HealthChecker, healthCheckSettings } from './health-check.js';
 import { HostHealth, OutlierDetector, outlierSettings, type HealthEpoch } from './outlier-detection.js';
+import { ConnectionLimits } from './conn-limits.js';
+import { thresholdsOf } from './filters/circuit-breaker.js';
 import { Http1Pool } from './h1-upstream.js';
 import { Http2Pool } from './h2-upstream.js';
 import type { UpstreamPool } from './upstream-pool.js';
@@ -50,21 +52,24 @@ export class HostShared {
   readonly target: UpstreamTarget;
   readonly health = new HostHealth();
   readonly #connector: UpstreamConnector;
+  /** The cluster's max_connections / max_pending_requests, shared by the pools of all its hosts. */
+  readonly #limits: ConnectionLimits;
   #h1: Http1Pool | undefined;
   #h2: Http2Pool | undefined;
   #draining = false;
   #drainTimer: NodeJS.Timeout | undefined;
 
-  constructor(target: UpstreamTarget, connector: UpstreamConnector) {
+  constructor(target: UpstreamTarget, connector: UpstreamConnector, limits = new ConnectionLimits()) {
     this.target = target;
     this.#connector = connector;
+    this.#limits = limits;
   }
 
   pool(protocol: 'http1' | 'http2'): UpstreamPool {
     let p: UpstreamPool | undefined = protocol === 'http1' ? this.#h1 : this.#h2;
     if (p) return p;
-    if (protocol === 'http1') p = this.#h1 = new Http1Pool(this.target, this.#connector);
-    else p = this.#h2 = new Http2Pool(this.target, this.#connector);
+    if (protocol === 'http1') p = this.#h1 = new Http1Pool(this.target, this.#connector, this.#limits);
+    else p = this.#h2 = new Http2Pool(this.target, this.#connector, this.#limits);
     // A request that started on an old config still gets served; the pool closes after it.
     if (this.#draining) p.drain();
     return p;
@@ -233,6 +238,8 @@ export class ClusterManager {
   readonly #connector: UpstreamConnector;
   #shared = new Map<string, HostShared>();
   #health = new Map<string, ClusterHealth>();
+  /** Connection circuit breakers by cluster name (kept while the cluster is configured). */
+  #limits = new Map<string, ConnectionLimits>();
   /** Last build, to reuse a ClusterState whose Cluster and load assignment objects are unchanged. */
   #previous = new Map<string, { cluster: EnvoyObject; cla: EnvoyObject | undefined; state: ClusterState }>();
 
@@ -245,6 +252,16 @@ export class ClusterManager {
     const shared = new Map<string, HostShared>();
     const previous = new Map<string, { cluster: EnvoyObject; cla: EnvoyObject | undefined; state: ClusterState }>();
     const health = new Map<string, ClusterHealth>();
+    // Thresholds first: a malformed circuit_breakers throws (a NACK) before any state changes.
+    const thresholds = [...config.clusters].map(([name, cluster]) => [name, thresholdsOf(name, cluster)] as const);
+    const limits = new Map<string, ConnectionLimits>();
+    for (const [name, t] of thresholds) {
+      const l = this.#limits.get(name) ?? new ConnectionLimits();
+      l.maxConnections = t.maxConnections;
+      l.maxPendingRequests = t.maxPendingRequests;
+      limits.set(name, l);
+    }
+    this.#limits = limits;
     for (const [name, cluster] of config.clusters) {
       const cla = loadAssignmentOf(name, cluster, config.endpoints);
       const prev = this.#previous.get(name);
@@ -275,6 +292,13 @@ export class ClusterManager {
     return out;
   }
 
+  /** Connection circuit breaker gauges and counters by cluster (Envoy stat names). */
+  stats(): Record<string, Record<string, number>> {
+    const out: Record<string, Record<string, number>> = {};
+    for (const [name, l] of this.#limits) out[name] = l.snapshot();
+    return out;
+  }
+
   close(): void {
     for (const h of this.#health.values()) h.stop();
     for (const s of this.#shared.values()) s.close();
@@ -295,7 +319,11 @@ export class ClusterManager {
         const key = sharedKey(name, cluster, lbe);
         let stats = shared.get(key) ?? this.#shared.get(key);
         if (!stats || stats.draining) {
-          stats = new HostShared({ address, port, clusterName: name, cluster, endpoint: lbe }, this.#connector);
+          stats = new HostShared(
+            { address, port, clusterName: name, cluster, endpoint: lbe },
+            this.#connector,
+            this.#limits.get(name),
+          );
         }
         shared.set(key, stats);
         return {

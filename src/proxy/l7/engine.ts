@@ -127,12 +127,20 @@ export class L7Engine {
    */
   stats(): Record<string, Record<string, number>> {
     const out: Record<string, Record<string, number>> = {};
+    // A counter reported by two sources is summed: upstream_rq_pending_overflow counts both the
+    // max_requests refusals (filter) and the max_pending_requests ones (pools), as Envoy's does.
+    const add = (cluster: string, values: object) => {
+      const o = (out[cluster] ??= {});
+      for (const [k, v] of Object.entries(values)) if (typeof v === 'number') o[k] = (o[k] ?? 0) + v;
+    };
+    // Connection circuit breakers (upstream_cx_active, upstream_cx_overflow, upstream_rq_pending_*).
+    for (const [cluster, values] of Object.entries(this.#clusters.stats())) add(cluster, values);
     for (const f of this.#factories) {
       const s = f.stats?.();
-      if (s) for (const [cluster, values] of Object.entries(s)) Object.assign((out[cluster] ??= {}), values);
+      if (s) for (const [cluster, values] of Object.entries(s)) add(cluster, values);
     }
     // Outlier detection (outlier_detection_ejections_active, ejections_enforced_total, ...).
-    for (const c of this.#active.clusters.values()) if (c.outlier) Object.assign((out[c.name] ??= {}), c.outlier.stats);
+    for (const c of this.#active.clusters.values()) if (c.outlier) add(c.name, c.outlier.stats);
     return out;
   }
 

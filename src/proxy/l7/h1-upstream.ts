@@ -1,7 +1,9 @@
 // HTTP/1.1 upstream connection pool on raw connector streams: keep-alive connections reused
 // LIFO, one request at a time per connection (no pipelining, as Envoy), requests waiting for a
-// connection queued and served by whichever connection frees up or opens first.
+// connection queued and served by whichever connection frees up or opens first. The cluster's
+// ConnectionLimits bound the connections opened and the requests waiting (circuit breakers).
 import type { Duplex } from 'node:stream';
+import { ConnectionLimits, type LimitedPool } from './conn-limits.js';
 import { isPromise } from './filter.js';
 import { ParseError, ResponseParser, type ResponseSink } from './h1-parser.js';
 import type { HeaderMap } from './headers.js';
@@ -23,19 +25,24 @@ const LAST_CHUNK = Buffer.from('0\r\n\r\n');
 /** Methods whose requests carry a body by convention: an empty one gets content-length: 0. */
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 
-export class Http1Pool implements UpstreamPool {
+export class Http1Pool implements UpstreamPool, LimitedPool {
   readonly protocol = 'http1';
   readonly target: UpstreamTarget;
   readonly #connector: UpstreamConnector;
+  readonly #limits: ConnectionLimits;
   readonly #free: H1Connection[] = [];
+  /** Waiting requests, aborted ones included (skipped when dequeued). */
   readonly #pending: H1Request[] = [];
+  /** Waiting requests not aborted. */
+  #queued = 0;
   readonly #all = new Set<H1Connection>();
   #connecting = 0;
   #draining = false;
 
-  constructor(target: UpstreamTarget, connector: UpstreamConnector) {
+  constructor(target: UpstreamTarget, connector: UpstreamConnector, limits = new ConnectionLimits()) {
     this.target = target;
     this.#connector = connector;
+    this.#limits = limits;
   }
 
   request(src: UpstreamSource, handlers: UpstreamHandlers): UpstreamRequest {
@@ -51,18 +58,40 @@ export class Http1Pool implements UpstreamPool {
       c.assign(r);
       return;
     }
+    // No ready connection: the request waits (pending), if the cluster allows one more.
+    if (!this.#limits.enqueue()) {
+      r.fail('overflow', undefined);
+      return;
+    }
+    r.queued = true;
+    this.#queued++;
     this.#pending.push(r);
-    if (this.#connecting < this.#pending.length) this.#open();
+    if (this.#connecting < this.#queued) this.#open();
   }
 
-  #open(): void {
+  /** @internal An aborted waiting request gives its pending slot back at once. */
+  unqueue(r: H1Request): void {
+    if (!r.queued) return;
+    r.queued = false;
+    this.#queued--;
+    this.#limits.dequeue();
+  }
+
+  /** A connection slot of the cluster freed: open connections for requests still waiting. */
+  capacityFreed(): void {
+    while (!this.#draining && this.#connecting < this.#queued && this.#open());
+  }
+
+  /** Opens a connection if the cluster's max_connections allows; false when refused. */
+  #open(): boolean {
+    if (!this.#limits.tryOpen(this, this.#all.size + this.#connecting === 0)) return false;
     this.#connecting++;
     let opened: Duplex | Promise<Duplex>;
     try {
       opened = openConnection(this.#connector, this.target);
     } catch (e) {
       this.#connectFailed(e as Error);
-      return;
+      return true;
     }
     if (isPromise<Duplex>(opened))
       opened.then(
@@ -70,6 +99,7 @@ export class Http1Pool implements UpstreamPool {
         (e: Error) => this.#connectFailed(e),
       );
     else this.#connected(opened);
+    return true;
   }
 
   #connected(stream: Duplex): void {
@@ -83,12 +113,14 @@ export class Http1Pool implements UpstreamPool {
   #connectFailed(e: Error): void {
     this.#connecting--;
     // One connection was opened per waiting request: its failure fails the oldest one.
-    if (this.#pending.length > this.#connecting) this.#nextPending()?.fail('connect', e);
+    if (this.#queued > this.#connecting) this.#nextPending()?.fail('connect', e);
+    this.#limits.closed(this);
   }
 
   #nextPending(): H1Request | undefined {
     let r = this.#pending.shift();
     while (r && r.aborted) r = this.#pending.shift();
+    if (r) this.unqueue(r);
     return r;
   }
 
@@ -102,19 +134,26 @@ export class Http1Pool implements UpstreamPool {
 
   /** @internal */
   forget(c: H1Connection): void {
-    this.#all.delete(c);
+    if (!this.#all.delete(c)) return;
     const i = this.#free.indexOf(c);
     if (i >= 0) this.#free.splice(i, 1);
+    // The slot goes to this pool's waiting requests first (a busy connection closed under them).
+    this.#limits.closed(this);
   }
 
   drain(): void {
     this.#draining = true;
+    this.#limits.forget(this);
     for (const c of this.#free.splice(0)) c.destroy();
   }
 
   close(): void {
     this.#draining = true;
-    for (const r of this.#pending.splice(0)) if (!r.aborted) r.fail('reset', undefined);
+    this.#limits.forget(this);
+    for (const r of this.#pending.splice(0)) {
+      this.unqueue(r);
+      if (!r.aborted) r.fail('reset', undefined);
+    }
     for (const c of [...this.#all]) c.destroy();
   }
 }
@@ -125,6 +164,8 @@ class H1Request implements UpstreamRequest {
   readonly src: UpstreamSource;
   readonly handlers: UpstreamHandlers;
   conn: H1Connection | undefined;
+  /** Waiting for a connection (counted as pending by the cluster's limits). */
+  queued = false;
   aborted = false;
   done = false;
   gotHead = false;
@@ -158,6 +199,7 @@ class H1Request implements UpstreamRequest {
   abort(): void {
     if (this.aborted) return;
     this.aborted = true;
+    this.pool.unqueue(this);
     // A connection with a request half done cannot be reused.
     if (this.conn?.current === this) this.conn.destroy();
   }
@@ -216,6 +258,7 @@ class H1Connection implements ResponseSink {
     this.#pumpBody(r, body, r.src.headers['content-length'] === undefined);
   }
 
+  /** Streams the body; resumed explicitly, as a tap (the mirror filter) may have paused it. */
   #pumpBody(r: H1Request, body: NonNullable<UpstreamSource['body']>, chunked: boolean): void {
     r.bodyStarted = true;
     const stream = this.stream;
@@ -243,6 +286,7 @@ class H1Connection implements ResponseSink {
       // The response may have completed before the body did: now the connection is free.
       if (this.#complete) this.#afterResponse();
     });
+    body.resume();
   }
 
   #onData(d: Buffer): void {

@@ -1,7 +1,10 @@
 // HTTP/2 upstream pool: one session per endpoint multiplexing every stream (what gRPC needs),
-// reconnected after GOAWAY or close; the first requests wait for the connection.
+// reconnected after GOAWAY or close; the first requests wait for the connection (pending, bounded
+// by the cluster's max_pending_requests). The session counts as one of the cluster's connections;
+// being the pool's only one, it may always be opened (Envoy).
 import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import type { Readable, Writable } from 'node:stream';
+import { ConnectionLimits, type LimitedPool } from './conn-limits.js';
 import type { HeaderMap } from './headers.js';
 import {
   openConnection,
@@ -18,36 +21,61 @@ const { NGHTTP2_FLAG_END_STREAM, NGHTTP2_REFUSED_STREAM, NGHTTP2_CANCEL } = http
 const STREAM_WINDOW = 1 << 20;
 const SESSION_WINDOW = 16 << 20;
 
-export class Http2Pool implements UpstreamPool {
+export class Http2Pool implements UpstreamPool, LimitedPool {
   readonly protocol = 'http2';
   readonly target: UpstreamTarget;
   readonly #connector: UpstreamConnector;
+  readonly #limits: ConnectionLimits;
   #session: ClientHttp2Session | undefined;
   #connecting: Promise<ClientHttp2Session> | undefined;
   #draining = false;
   readonly #sessions = new Set<ClientHttp2Session>();
 
-  constructor(target: UpstreamTarget, connector: UpstreamConnector) {
+  constructor(target: UpstreamTarget, connector: UpstreamConnector, limits = new ConnectionLimits()) {
     this.target = target;
     this.#connector = connector;
+    this.#limits = limits;
   }
 
   request(src: UpstreamSource, handlers: UpstreamHandlers): UpstreamRequest {
-    const r = new Http2Request(src, handlers);
     const s = this.#session;
-    if (s && !s.closed && !s.destroyed) r.attach(s);
-    else
-      this.#connect().then(
-        (session) => r.attach(session),
-        (e: Error) => r.fail(e),
-      );
+    if (s && !s.closed && !s.destroyed) {
+      const r = new Http2Request(src, handlers, undefined);
+      r.attach(s);
+      return r;
+    }
+    const r = new Http2Request(src, handlers, this.#limits);
+    if (!this.#limits.enqueue()) {
+      r.overflow();
+      return r;
+    }
+    this.#connect().then(
+      (session) => r.attach(session),
+      (e: Error) => r.fail(e),
+    );
     return r;
   }
 
+  /** Never refused a session (it is the pool's only one): nothing waits for a slot. */
+  capacityFreed(): void {}
+
   #connect(): Promise<ClientHttp2Session> {
     this.#connecting ??= (async () => {
+      this.#limits.tryOpen(this, true);
+      let counted = true;
+      const release = () => {
+        if (!counted) return;
+        counted = false;
+        this.#limits.closed();
+      };
       try {
-        const stream = await openConnection(this.#connector, this.target);
+        let stream;
+        try {
+          stream = await openConnection(this.#connector, this.target);
+        } catch (e) {
+          release();
+          throw e;
+        }
         const session = http2.connect(`http://${this.target.address}:${this.target.port}`, {
           createConnection: () => stream,
           settings: { initialWindowSize: STREAM_WINDOW, enablePush: false },
@@ -59,6 +87,7 @@ export class Http2Pool implements UpstreamPool {
           if (this.#session === session) this.#session = undefined;
         };
         session.on('close', forget);
+        session.on('close', release);
         // After GOAWAY no new streams may start on it; requests in flight finish.
         session.on('goaway', forget);
         this.#sessions.add(session);
@@ -91,23 +120,40 @@ export class Http2Pool implements UpstreamPool {
 class Http2Request implements UpstreamRequest {
   readonly #src: UpstreamSource;
   readonly #handlers: UpstreamHandlers;
+  /** The limits the request counts as pending in, until it gets a stream or ends. */
+  #pendingIn: ConnectionLimits | undefined;
   #stream: ClientHttp2Stream | undefined;
   #done = false;
   #paused = false;
   #trailers: HeaderMap | undefined;
 
-  constructor(src: UpstreamSource, handlers: UpstreamHandlers) {
+  constructor(src: UpstreamSource, handlers: UpstreamHandlers, pendingIn: ConnectionLimits | undefined) {
     this.#src = src;
     this.#handlers = handlers;
+    this.#pendingIn = pendingIn;
+  }
+
+  #unqueue(): void {
+    this.#pendingIn?.dequeue();
+    this.#pendingIn = undefined;
+  }
+
+  /** max_pending_requests reached: refused before waiting (not counted as pending). */
+  overflow(): void {
+    this.#pendingIn = undefined;
+    this.#done = true;
+    this.#handlers.onUpstreamError('overflow', undefined);
   }
 
   fail(e: Error): void {
+    this.#unqueue();
     if (this.#done) return;
     this.#done = true;
     this.#handlers.onUpstreamError('connect', e);
   }
 
   attach(session: ClientHttp2Session): void {
+    this.#unqueue();
     if (this.#done) return;
     const src = this.#src;
     const h = src.headers;
@@ -175,6 +221,7 @@ class Http2Request implements UpstreamRequest {
   }
 
   abort(): void {
+    this.#unqueue();
     this.#done = true;
     if (this.#stream && !this.#stream.destroyed) this.#stream.close(NGHTTP2_CANCEL);
   }
@@ -191,4 +238,6 @@ function pumpBody(src: UpstreamSource, body: Readable, dst: Writable): void {
     }
   });
   body.on('end', () => dst.end());
+  // A tap (the mirror filter) may have paused it: flowing only once we consume.
+  body.resume();
 }

@@ -19,9 +19,11 @@ import { compileHashPolicy, type HashPolicy } from './hash-policy.js';
 import { HeaderMutation, headerLevel } from './header-ops.js';
 import {
   compileRegex,
+  fractionalPercent,
   headerMatcher,
   pathMatcher,
   queryParameterMatcher,
+  sampled,
   type MatchInput,
   type RequestPredicate,
 } from './matchers.js';
@@ -421,6 +423,13 @@ function compileMatch(m: EnvoyObject): (input: RouteMatchInput) => boolean {
     ...list(m.query_parameters).map(queryParameterMatcher),
   ];
   if (m.grpc !== undefined && m.grpc !== null) checks.push((input) => input.isGrpc);
+  // runtime_fraction: the route matches only this share of the requests (no runtime here: the
+  // default_value); the others go on to the next route. Last, so only matching requests sample.
+  const rf = obj(m.runtime_fraction);
+  if (rf) {
+    const [n, d] = fractionalPercent(rf.default_value, [0, 100]);
+    checks.push(() => sampled(n, d));
+  }
   if (checks.length === 0) return (input) => path(input.pathOnly);
   if (checks.length === 1) {
     const only = checks[0]!;

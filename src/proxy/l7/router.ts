@@ -6,6 +6,7 @@
 // delays and host re-picks; the route timeout bounds all attempts together.
 import type { HostState, ClusterState } from './cluster.js';
 import { durationMs, obj, type EnvoyObject } from './config.js';
+import { OVERFLOW } from './conn-limits.js';
 import type { LocalReply } from './context.js';
 import { H1UpgradeExchange, type Exchange } from './exchange.js';
 import {
@@ -53,6 +54,7 @@ const FAILURES: Readonly<Record<UpstreamFailureReason, LocalReply>> = {
   reset: failure(503, 'UC', 'connection_termination', 'connection termination'),
   refused: failure(503, 'UR', 'remote_refused_stream_reset', 'remote refused stream reset'),
   protocol: failure(502, 'UPE', 'protocol_error', 'protocol error'),
+  overflow: OVERFLOW,
 };
 
 function failure(status: number, flag: string, detail: string, reason: string): LocalReply {
@@ -218,7 +220,8 @@ class Forwarder implements UpstreamHandlers {
   onUpstreamError(reason: UpstreamFailureReason): void {
     if (this.#done) return;
     this.#endAttempt();
-    if (this.#mayRetry()) {
+    // A circuit breaker's refusal is never retried (Envoy), nor reported as the host's failure.
+    if (reason !== 'overflow' && this.#mayRetry()) {
       const d = this.#askRetry({ reason, attempt: this.#attempt });
       if (d !== false) {
         this.#retryAfter(d);

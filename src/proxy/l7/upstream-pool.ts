@@ -19,7 +19,8 @@ export interface UpstreamSource {
   bytesReceived: number;
 }
 
-export type UpstreamFailureReason = 'connect' | 'reset' | 'refused' | 'protocol';
+/** overflow: the cluster's max_pending_requests is reached (no connection to wait for). */
+export type UpstreamFailureReason = 'connect' | 'reset' | 'refused' | 'protocol' | 'overflow';
 
 export interface UpstreamHandlers {
   onUpstreamHeaders(status: number, headers: HeaderMap, endStream: boolean): void;

@@ -1,6 +1,6 @@
 // What one node process must run, read from the xDS it holds (pure): its HBONE listener,
 // local workloads' outbound proxies, upstream ports and inbound ports (with their L4
-// authorization), its gateways and waypoints; and how to reach a destination (endpoint node
+// authorization; plaintext ones where PeerAuthentication allows), its gateways and waypoints; and how to reach a destination (endpoint node
 // or waypoint).
 import { readTrellisMetadata } from '../../xds/struct.js';
 import { loadAssignmentOf, usableEndpoints } from '../envoy/endpoints.js';
@@ -33,6 +33,34 @@ export interface InboundPort extends Bind {
   readonly workload: string;
   readonly identity: string;
   readonly rbac: CompiledRbac;
+  /** The ALLOW AuthorizationPolicies in force ("ns/name"): named in a flow record when none matched. */
+  readonly allowPolicies: readonly string[];
+}
+
+/** "ns/name" of the ALLOW AuthorizationPolicies behind RBAC filters (policies named ns[NS]-policy[NAME]-rule[i]). */
+export function allowPolicyNames(filters: readonly EnvoyObject[]): string[] {
+  const names = new Set<string>();
+  for (const f of filters) {
+    const rules = (f.typed_config as { rules?: { action?: unknown; policies?: unknown } } | undefined)?.rules;
+    if (!rules || (rules.action !== undefined && rules.action !== 'ALLOW' && rules.action !== 0)) continue;
+    for (const key of Object.keys((rules.policies as object | undefined) ?? {})) {
+      const m = /^ns\[([^\]]*)\]-policy\[([^\]]*)\]/.exec(key);
+      if (m) names.add(`${m[1]}/${m[2]}`);
+    }
+  }
+  return [...names].sort();
+}
+
+/** A plaintext way into a local workload port (PeerAuthentication PERMISSIVE or DISABLE). */
+export interface PlaintextInbound extends Bind {
+  readonly name: string;
+  readonly workload: string;
+  readonly identity: string;
+  /** The workload port it forwards to. */
+  readonly target: Bind;
+  readonly mode: string;
+  readonly rbac: CompiledRbac;
+  readonly allowPolicies: readonly string[];
 }
 
 export interface L7Role {
@@ -53,6 +81,8 @@ export interface NodeConfig {
   readonly upstreams: readonly UpstreamPort[];
   /** By "ip:port". */
   readonly inbound: ReadonlyMap<string, InboundPort>;
+  /** By name. */
+  readonly plaintextInbound: readonly PlaintextInbound[];
   readonly l7: readonly L7Role[];
   /** Every identity this node answers or calls as. */
   readonly identities: readonly string[];
@@ -91,6 +121,7 @@ export function nodeConfig(node: string, state: XdsState): NodeConfig {
   const outbound: OutboundListener[] = [];
   const upstreams: UpstreamPort[] = [];
   const inbound = new Map<string, InboundPort>();
+  const plaintextInbound: PlaintextInbound[] = [];
   const l7: L7Role[] = [];
   const identities = new Set<string>();
   for (const [name, l] of state.listeners) {
@@ -116,7 +147,25 @@ export function nodeConfig(node: string, state: XdsState): NodeConfig {
         workload: str(md.workload),
         identity,
         rbac: compileRbacFilters(filters, 'l4'),
+        allowPolicies: allowPolicyNames(filters),
       });
+    } else if (role === 'inbound-plaintext' && bind) {
+      const target = str(md.target);
+      const colon = target.lastIndexOf(':');
+      const port = Number(target.slice(colon + 1));
+      if (colon > 0 && Number.isInteger(port) && port > 0) {
+        const filters = chains.flatMap((c) => (c.filters as EnvoyObject[] | undefined) ?? []);
+        plaintextInbound.push({
+          name,
+          ...bind,
+          workload: str(md.workload),
+          identity,
+          target: { address: target.slice(0, colon), port },
+          mode: str(md.mtls),
+          rbac: compileRbacFilters(filters, 'l4'),
+          allowPolicies: allowPolicyNames(filters),
+        });
+      }
     } else if (role === 'gateway' || role === 'waypoint') {
       const map = new Map<string, { routeConfig: string; httpFilters: EnvoyObject[] }>();
       for (const c of chains) {
@@ -135,12 +184,14 @@ export function nodeConfig(node: string, state: XdsState): NodeConfig {
   }
   outbound.sort((a, b) => (a.name < b.name ? -1 : 1));
   upstreams.sort((a, b) => (a.name < b.name ? -1 : 1));
+  plaintextInbound.sort((a, b) => (a.name < b.name ? -1 : 1));
   return {
     node,
     ...(hbone ? { hbone } : {}),
     outbound,
     upstreams,
     inbound,
+    plaintextInbound,
     l7,
     identities: [...identities].sort(),
   };

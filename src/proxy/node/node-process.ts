@@ -16,6 +16,7 @@ import { Credentials } from '../hbone/credentials.js';
 import { HbonePool, splitHostPort, TunnelError, type TunnelTarget } from '../hbone/client.js';
 import { createHboneServer, type TunnelRequest } from '../hbone/server.js';
 import { defaultFilters, L7Engine } from '../l7/engine.js';
+import { jwtAuthnFilter } from '../l7/filters/jwt-authn.js';
 import { rbacFilter } from '../l7/filters/rbac.js';
 import type { UpstreamTarget } from '../l7/upstream.js';
 import { Http1Pool } from '../l7/h1-upstream.js';
@@ -25,6 +26,7 @@ import { socketLike } from '../socket-like.js';
 import { XdsClient, type XdsState } from '../xds-client.js';
 import { readTrellisMetadata } from '../../xds/struct.js';
 import { nodeConfig, Resolver, secretNamesFor, type Bind, type NodeConfig, type Route } from './node-config.js';
+import { deniedReason, PlaintextInboundListeners } from './plaintext-inbound.js';
 
 export interface NodeProcessOptions {
   readonly node: string;
@@ -110,6 +112,11 @@ export class NodeProcess {
   #hbone: { key: string; close: () => Promise<void> } | undefined;
   readonly #outbound = new Map<string, Running>();
   readonly #upstreams = new Map<string, Running>();
+  /** PERMISSIVE / DISABLE workload ports: plaintext in, same L4 policy, no principal. */
+  readonly #plaintext = new PlaintextInboundListeners(
+    (f, phase) => this.#flow(f, phase),
+    (level, msg, fields) => this.#log(level, msg, fields),
+  );
   readonly #engines = new Map<string, { engine: L7Engine; listener?: Running; key: string }>();
   /** HTTP_PROXY upstreams: the L7 engine's keep-alive HTTP/1.1 pools, per (caller identity, destination). */
   readonly #pools = new Map<string, Http1Pool>();
@@ -201,6 +208,7 @@ export class NodeProcess {
     await this.#applyHbone(cfg);
     await this.#applyOutbound(cfg);
     await this.#applyUpstreams(cfg);
+    await this.#plaintext.apply(cfg.plaintextInbound);
     await this.#applyL7(cfg, state);
   }
 
@@ -346,7 +354,8 @@ export class NodeProcess {
         const engine = new L7Engine({
           identity,
           connector: (t) => this.#l7Connect(t, identity),
-          filters: [rbacFilter(policies), ...defaultFilters()],
+          // JWT authentication first: RBAC reads the request principal it verifies.
+          filters: [jwtAuthnFilter(policies), rbacFilter(policies), ...defaultFilters()],
         });
         entry = { engine, key };
         this.#engines.set(role.name, entry);
@@ -639,7 +648,7 @@ export class NodeProcess {
         destinationIp: ip,
         destinationPort: port,
       });
-      if (!decision.allowed) return refuse(403, `denied: ${decision.reason}`, destination);
+      if (!decision.allowed) return refuse(403, deniedReason(decision, inbound.allowPolicies), destination);
       return this.#deliver(t, ip, port, source, destination);
     }
     for (const role of cfg?.l7 ?? []) {
@@ -726,6 +735,7 @@ export class NodeProcess {
     this.#outbound.clear();
     await Promise.all([...this.#upstreams.values()].map((r) => r.close()));
     this.#upstreams.clear();
+    await this.#plaintext.close();
     await Promise.all(
       [...this.#engines.values()].map(async (e) => {
         await e.listener?.close();

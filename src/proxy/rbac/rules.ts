@@ -1,6 +1,6 @@
 // Envoy config.rbac.v3 Permission and Principal trees compiled to three-valued matchers.
 // Every input shape is read once here; evaluation only runs the resulting closures.
-import type { RbacAttributes } from './evaluate.js';
+import type { RbacAttributes, RequestAuth } from './evaluate.js';
 import { attributeIp, compileCidr, inCidr } from './ip.js';
 import { array as list, get, isObj, num, oneOf } from '../envoy/values.js';
 import { regexMatcher, stringMatcher, type StringTest } from '../envoy/string-matcher.js';
@@ -96,6 +96,8 @@ export function permission(v: unknown, ctx: CompileContext, where: string): Node
         return p === undefined ? UNKNOWN : p >= start && p < end ? YES : NO;
       });
     }
+    case 'metadata':
+      return metadata(r.value, ctx, at);
     case 'requested_server_name': {
       const test = stringMatcher(r.value);
       if (typeof test === 'string') return unknown(ctx, at, test);
@@ -132,6 +134,8 @@ export function principal(v: unknown, ctx: CompileContext, where: string): Node 
       return header(r.value, ctx, at);
     case 'url_path':
       return urlPath(r.value, ctx, at);
+    case 'metadata':
+      return metadata(r.value, ctx, at);
     default:
       return unknown(ctx, at, 'not evaluated by this proxy');
   }
@@ -287,4 +291,106 @@ function urlPath(v: unknown, ctx: CompileContext, at: string): Node {
   const test = stringMatcher(r.value);
   if (typeof test === 'string') return unknown(ctx, at, test);
   return httpLeaf(ctx, (h) => (test(pathOnly(h.path)) ? YES : NO));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request authentication (JWT): Istio's istio_authn dynamic metadata, answered from attrs.requestAuth.
+
+/** The filter metadata namespace of the request's JWT attributes (what rbac.ts translates to). */
+const ISTIO_AUTHN = 'istio_authn';
+
+/** Istio's authn filter keeps these claims split on spaces (its space_delimited_claims). */
+const SPACE_DELIMITED_CLAIMS: ReadonlySet<string> = new Set(['scope', 'permission']);
+
+type Lookup = (auth: RequestAuth) => unknown;
+
+/** The istio_authn value a metadata path names; undefined: not one Istio writes. */
+function authnLookup(keys: readonly string[]): Lookup | undefined {
+  const [first, ...rest] = keys;
+  switch (first) {
+    case 'request.auth.principal':
+      return rest.length === 0 ? (a) => a.principal : undefined;
+    case 'request.auth.audiences':
+      return rest.length === 0 ? (a) => a.claims.aud : undefined;
+    case 'request.auth.presenter':
+      return rest.length === 0 ? (a) => a.claims.azp : undefined;
+    case 'request.auth.claims': {
+      if (rest.length === 0) return (a) => a.claims;
+      const split = rest.length === 1 && SPACE_DELIMITED_CLAIMS.has(rest[0]!);
+      return (a) => {
+        let v: unknown = a.claims;
+        for (const k of rest) {
+          if (!isObj(v) || !Object.prototype.hasOwnProperty.call(v, k)) return undefined;
+          v = v[k];
+        }
+        return split && typeof v === 'string' ? v.split(' ').filter((x) => x !== '') : v;
+      };
+    }
+    default:
+      return undefined;
+  }
+}
+
+type ValueTest = (v: unknown) => boolean;
+
+/** type.matcher.v3.ValueMatcher over a JSON value; a problem string when it cannot be evaluated. */
+function valueMatcher(m: unknown): ValueTest | string {
+  if (!isObj(m)) return 'value matcher is not an object';
+  const r = oneOf(
+    m,
+    ['string_match', 'list_match', 'present_match', 'bool_match', 'double_match', 'null_match'] as const,
+    'match_pattern',
+  );
+  if ('problem' in r) return r.problem;
+  switch (r.kind) {
+    case 'string_match': {
+      const t = stringMatcher(r.value);
+      if (typeof t === 'string') return t;
+      // A list-valued attribute (aud may be one) matches when one of its strings does.
+      return (v) => (typeof v === 'string' ? t(v) : Array.isArray(v) && v.some((x) => typeof x === 'string' && t(x)));
+    }
+    case 'list_match': {
+      const inner = isObj(r.value) ? valueMatcher(get(r.value, 'one_of')) : 'list_match without one_of';
+      if (typeof inner === 'string') return inner;
+      // Istio's authn filter stores a string claim as a one-element list.
+      return (v) => (Array.isArray(v) ? v.some(inner) : typeof v === 'string' && inner(v));
+    }
+    case 'present_match':
+      return r.value === true ? (v) => v !== undefined : () => false;
+    case 'bool_match':
+      return typeof r.value === 'boolean' ? (v) => v === r.value : 'bool_match is not a boolean';
+    case 'null_match':
+      return (v) => v === null;
+    case 'double_match': {
+      const exact = isObj(r.value) ? num(get(r.value, 'exact')) : undefined;
+      if (exact === undefined) return 'only double_match.exact is supported';
+      return (v) => v === exact;
+    }
+  }
+}
+
+/**
+ * config.route.v3.MetadataMatcher. Only the istio_authn attributes of the request's verified JWT
+ * exist here; a path that is absent matches nothing (then invert applies), as in Envoy. At L4, or
+ * without a request, there is no JWT to look at: UNKNOWN.
+ */
+function metadata(v: unknown, ctx: CompileContext, at: string): Node {
+  if (!isObj(v)) return unknown(ctx, at, 'not a MetadataMatcher object');
+  const filter = get(v, 'filter');
+  const keys = list(get(v, 'path')).map((seg) => (isObj(seg) ? get(seg, 'key') : undefined));
+  if (filter !== ISTIO_AUTHN || keys.length === 0 || !keys.every((k): k is string => typeof k === 'string'))
+    return unknown(ctx, at, `metadata ${JSON.stringify(filter)} ${JSON.stringify(keys)} is not available here`);
+  const lookup = authnLookup(keys);
+  if (!lookup) return unknown(ctx, at, `istio_authn key ${JSON.stringify(keys)} is not one Istio writes`);
+  const test = valueMatcher(get(v, 'value'));
+  if (typeof test === 'string') return unknown(ctx, at, test);
+  const invert = get(v, 'invert') === true;
+  if (ctx.mode === 'l4') return UNKNOWN_NODE;
+  return leaf((a) => {
+    if (a.http === undefined) return UNKNOWN;
+    const auth = a.requestAuth;
+    const value = auth === undefined ? undefined : lookup(auth);
+    const m = value !== undefined && test(value);
+    return m !== invert ? YES : NO;
+  });
 }

@@ -25,6 +25,7 @@ export const XDS_PROTO_FILES: readonly string[] = [
   'envoy/extensions/filters/http/cors/v3/cors.proto',
   'envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto',
   'envoy/extensions/filters/http/rbac/v3/rbac.proto',
+  'envoy/extensions/filters/http/jwt_authn/v3/config.proto',
   // What Trellis' own node proxies read besides: L4 authorization, upstream ports, upstream HTTP/2.
   'envoy/extensions/filters/network/rbac/v3/rbac.proto',
   'envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto',

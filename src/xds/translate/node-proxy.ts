@@ -8,6 +8,10 @@
 //                                               whose source identity is that workload's
 //   trellis/<node>/inbound/<ip>:<port>          a local workload port: the L4 authorization
 //                                               (network RBAC) the node enforces before delivering
+//   trellis/<node>/inbound-plaintext/<ip>:<port>
+//                                               the plaintext way into a local workload port whose
+//                                               PeerAuthentication mode is PERMISSIVE or DISABLE
+//                                               (bound on the node's address, same L4 authorization)
 //   trellis/<node>/upstream/<ns>/<workload>/<localPort>
 //                                               a local workload's plain-TCP port for one destination
 //                                               (Workload spec.upstreams): tcp_proxy to the service's
@@ -27,9 +31,11 @@ import type {
   WorkloadModel,
 } from '../../model/mesh-model.js';
 import { compareStrings } from '../../util/compare.js';
-import { bindsOverlap, nodeBinds, outboundProxyPorts } from '../../model/upstreams.js';
+import { bindsOverlap, inboundPlaintextPorts, nodeBinds, outboundProxyPorts } from '../../model/upstreams.js';
 import { TYPE_URLS, xdsResource, type XdsResource } from '../snapshot.js';
 import { trellisMetadata } from '../struct.js';
+import { gatewayRequestAuthentications, jwtAuthnFilter, waypointRequestAuthentications } from './jwt-authn.js';
+import { ingressNetworkPolicyFilters } from './network-policy.js';
 import { rbacFilters } from './rbac.js';
 import type { EnvoyObject } from './route-match.js';
 import { CORS_FILTER, CORS_TYPE, effectiveHostnames, FAULT_FILTER, FAULT_TYPE } from './routes.js';
@@ -98,6 +104,7 @@ export function nodeProxyResources(t: NodeTranslation): XdsResource[] {
       else out.push(...gatewayResources(t, prefix, gw));
     }
     out.push(...upstreamListeners(t, prefix, node, local, gws));
+    out.push(...inboundPlaintextListeners(t, prefix, node, local, gws));
   }
   return out;
 }
@@ -197,7 +204,11 @@ function applied(
  * waypoint's to enforce.
  */
 function inboundListener(t: NodeTranslation, prefix: string, w: WorkloadModel, port: number): XdsResource {
-  const rbac = networkRbac(rbacFilters(applied(t, [w.id], []), t.model.mesh.trustDomain), `inbound|${port}`);
+  const rbac = [
+    ...networkRbac(rbacFilters(applied(t, [w.id], []), t.model.mesh.trustDomain), `inbound|${port}`),
+    // The CNI layer (NetworkPolicy, Cilium): separate filters, so both layers must allow.
+    ...ingressNetworkPolicyFilters(t.model, w, { layer: 'network', statPrefix: `inbound|${port}` }),
+  ];
   return listener(
     `${prefix}inbound/${w.address}:${port}`,
     w.address,
@@ -207,6 +218,45 @@ function inboundListener(t: NodeTranslation, prefix: string, w: WorkloadModel, p
   );
 }
 
+/**
+ * Plaintext inbound (PeerAuthentication PERMISSIVE or DISABLE): for each local workload port whose
+ * effective mode accepts plaintext, a port on the node's address (stable, inboundPlaintextPorts)
+ * where the node takes plaintext connections and forwards them to the workload after the same
+ * L4 filters as its HBONE inbound (the inbound listener's chains, copied, so both paths always
+ * enforce the same thing); the peer has no principal there, so principal rules never match it.
+ * STRICT ports get none: a plaintext client is refused. The kernel datapath (a later issue) will
+ * DNAT plaintext traffic addressed to workload ports to these listeners, as ztunnel's inbound
+ * capture does; until then clients dial them directly.
+ */
+function inboundPlaintextListeners(
+  t: NodeTranslation,
+  prefix: string,
+  node: NodeModel,
+  local: readonly WorkloadModel[],
+  gws: readonly GatewayModel[],
+): XdsResource[] {
+  const out: XdsResource[] = [];
+  const ports = inboundPlaintextPorts(node, local, gws);
+  for (const w of local) {
+    for (const port of [...new Set(Object.values(w.ports))].sort((a, b) => a - b)) {
+      const mode = t.security.mtlsMode(w, port);
+      const plaintextPort = ports.get(`${w.id}:${port}`);
+      if (mode === 'STRICT' || plaintextPort === undefined) continue;
+      const chains = (inboundListener(t, prefix, w, port).body.filter_chains as EnvoyObject[] | undefined) ?? [];
+      out.push(
+        listener(`${prefix}inbound-plaintext/${w.address}:${port}`, node.address, plaintextPort, chains, {
+          role: 'inbound-plaintext',
+          workload: w.id,
+          identity: w.identity,
+          target: `${w.address}:${port}`,
+          mtls: mode,
+        }),
+      );
+    }
+  }
+  return out;
+}
+
 function hcm(routeConfig: string, httpFilters: readonly EnvoyObject[]): EnvoyObject {
   return {
     name: 'envoy.filters.network.http_connection_manager',
@@ -214,7 +264,7 @@ function hcm(routeConfig: string, httpFilters: readonly EnvoyObject[]): EnvoyObj
       '@type': HCM_TYPE,
       stat_prefix: routeConfig,
       rds: { route_config_name: routeConfig, config_source: ADS },
-      // Authorization first, then the filters routes configure per route (CORS answers preflights
+      // JWT authentication, then authorization (both in httpFilters), then the filters routes configure per route (CORS answers preflights
       // before faults apply, as in Istio), the router last.
       http_filters: [
         ...httpFilters,
@@ -231,7 +281,9 @@ function waypointListener(t: NodeTranslation, prefix: string, node: NodeModel, g
   const served = t.model.services.filter((s) => s.waypoint === gw.id);
   const chains: EnvoyObject[] = [];
   for (const svc of served) {
-    const filters = rbacFilters(applied(t, [], [svc.id]), t.model.mesh.trustDomain);
+    // JWT authentication before authorization: RBAC reads the request principal it verified.
+    const jwt = jwtAuthnFilter(waypointRequestAuthentications(t.security, svc));
+    const filters = [...(jwt ? [jwt] : []), ...rbacFilters(applied(t, [], [svc.id]), t.model.mesh.trustDomain)];
     for (const p of svc.ports) {
       if (!HTTP_PROTOCOLS.has(p.protocol)) continue;
       const name = `${svc.hostname}:${p.port}`;
@@ -256,7 +308,8 @@ function gatewayResources(t: NodeTranslation, prefix: string, gw: GatewayModel):
     if (list) list.push(l);
     else byPort.set(l.port, [l]);
   }
-  const filters = rbacFilters(applied(t, [], [gw.id]), t.model.mesh.trustDomain);
+  const jwt = jwtAuthnFilter(gatewayRequestAuthentications(t.security, gw));
+  const filters = [...(jwt ? [jwt] : []), ...rbacFilters(applied(t, [], [gw.id]), t.model.mesh.trustDomain)];
   for (const [port, listeners] of [...byPort].sort(([a], [b]) => a - b)) {
     const routeName = gatewayRouteName(gw, port);
     const byHost = new Map<string, RouteModel[]>();

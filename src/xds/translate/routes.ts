@@ -142,19 +142,23 @@ export function gatewayRoutes(
             name: routeName(r, rule.index, mi),
             ...httpRuleRoute(ctx, rule, m, match, port, addCluster, opts.listenerPort),
           };
-          out.push({ route, key: [0, ...precedence(m)], routeRank, rule: rule.index, match: mi });
+          const key = [0, ...precedence(m)];
+          const share = (route as EnvoyObject).route ? invalidShare(ctx, rule.backends, port) : 0;
+          // Ahead of its rule's route (the sort is stable): takes the invalid refs' share first.
+          if (share > 0)
+            out.push({ route: invalidShareRoute(route, share), key, routeRank, rule: rule.index, match: mi });
+          out.push({ route, key, routeRank, rule: rule.index, match: mi });
         });
       } else if (rule.grpc) {
         const matches = rule.grpc.matches?.length ? rule.grpc.matches : [{}];
         const route = grpcRuleRoute(ctx, rule, port, addCluster);
+        const share = route.route ? invalidShare(ctx, rule.backends, port) : 0;
         matches.forEach((m, mi) => {
-          out.push({
-            route: { name: routeName(r, rule.index, mi), match: grpcRouteMatch(m), ...route },
-            key: [1, ...grpcPrecedence(m)],
-            routeRank,
-            rule: rule.index,
-            match: mi,
-          });
+          const full = { name: routeName(r, rule.index, mi), match: grpcRouteMatch(m), ...route };
+          const key = [1, ...grpcPrecedence(m)];
+          if (share > 0)
+            out.push({ route: invalidShareRoute(full, share), key, routeRank, rule: rule.index, match: mi });
+          out.push({ route: full, key, routeRank, rule: rule.index, match: mi });
         });
       }
     }
@@ -479,6 +483,49 @@ export function backendAction(
     targets.push({ svc, port: p, subset: b.subset ?? '', weight: b.weight, ...(hasKeys(mods) ? { mods } : {}) });
   });
   return clusterAction(ctx, targets, addCluster);
+}
+
+/**
+ * The traffic share (parts per million) of a rule's backendRefs that are invalid (unresolvable,
+ * not permitted by a ReferenceGrant, unsupported kind) but weighted: Gateway API wants "requests
+ * that would have been sent to it" answered 500, so the share is kept, not spread over the valid
+ * refs. 0 when there is none, or when no ref is valid (the whole rule answers 500 then).
+ */
+export function invalidShare(
+  ctx: RouteCtx,
+  backends: RouteModel['rules'][number]['backends'],
+  port: ServicePortModel,
+): number {
+  let valid = 0;
+  let invalid = 0;
+  for (const b of backends) {
+    if (b.weight <= 0) continue;
+    const svc = b.resolved && b.service ? ctx.servicesById.get(b.service) : undefined;
+    const p = svc?.ports.find((x) => x.port === (b.port ?? port.port)) ?? svc?.ports[0];
+    if (svc && p) valid += b.weight;
+    else invalid += b.weight;
+  }
+  if (valid === 0 || invalid === 0) return 0;
+  return Math.max(1, Math.round((invalid / (valid + invalid)) * 1_000_000));
+}
+
+/**
+ * The route that answers 500 for the invalid refs' share: the rule's match sampled by
+ * runtime_fraction (Envoy evaluates the next route for the requests not sampled, which go to the
+ * valid refs by their weights). A weighted cluster entry cannot answer 500 on its own.
+ */
+function invalidShareRoute(route: EnvoyObject, share: number): EnvoyObject {
+  return {
+    name: `${String(route.name)}/invalid-backends`,
+    match: {
+      ...(route.match as EnvoyObject),
+      runtime_fraction: {
+        default_value: { numerator: share, denominator: 'MILLION' },
+        runtime_key: 'trellis.invalid_backend_share',
+      },
+    },
+    direct_response: { status: 500 },
+  };
 }
 
 function hasKeys(o: EnvoyObject): boolean {

@@ -12,34 +12,42 @@ import type { EnvoyObject } from './route-match.js';
 
 export type AuthorizationPolicySpec = Resource<'AuthorizationPolicy'>['spec'];
 export type PeerAuthenticationSpec = Resource<'PeerAuthentication'>['spec'];
+export type RequestAuthenticationSpec = Resource<'RequestAuthentication'>['spec'];
 export type EffectiveMtls = 'STRICT' | 'PERMISSIVE' | 'DISABLE';
 
 /** Policy specs by binding id ("AuthorizationPolicy/ns/name", "PeerAuthentication/ns/name"). */
 export interface PolicySpecs {
   readonly authorization: ReadonlyMap<string, AuthorizationPolicySpec>;
   readonly peerAuthentication: ReadonlyMap<string, PeerAuthenticationSpec>;
+  /** "RequestAuthentication/ns/name" -> spec (optional: older callers build PolicySpecs without it). */
+  readonly requestAuthentication?: ReadonlyMap<string, RequestAuthenticationSpec>;
 }
 
 /** The policies the model binds, with their specs (what the control plane translates from). */
 export function policySpecsFromModel(model: MeshModel): PolicySpecs {
   const authorization = new Map<string, AuthorizationPolicySpec>();
   const peerAuthentication = new Map<string, PeerAuthenticationSpec>();
+  const requestAuthentication = new Map<string, RequestAuthenticationSpec>();
   for (const p of model.policies) {
     if (p.authorization) authorization.set(p.id, p.authorization);
     if (p.peerAuthentication) peerAuthentication.set(p.id, p.peerAuthentication);
+    if (p.requestAuthentication) requestAuthentication.set(p.id, p.requestAuthentication);
   }
-  return { authorization, peerAuthentication };
+  return { authorization, peerAuthentication, requestAuthentication };
 }
 
 export function policySpecsFromResources(resources: readonly Resource[]): PolicySpecs {
   const authorization = new Map<string, AuthorizationPolicySpec>();
   const peerAuthentication = new Map<string, PeerAuthenticationSpec>();
+  const requestAuthentication = new Map<string, RequestAuthenticationSpec>();
   for (const r of resources) {
     if (r.kind === 'AuthorizationPolicy') authorization.set(`AuthorizationPolicy/${r.namespace}/${r.name}`, r.spec);
     else if (r.kind === 'PeerAuthentication')
       peerAuthentication.set(`PeerAuthentication/${r.namespace}/${r.name}`, r.spec);
+    else if (r.kind === 'RequestAuthentication')
+      requestAuthentication.set(`RequestAuthentication/${r.namespace}/${r.name}`, r.spec);
   }
-  return { authorization, peerAuthentication };
+  return { authorization, peerAuthentication, requestAuthentication };
 }
 
 export const TLS_SOCKET = 'envoy.transport_sockets.tls';
@@ -69,13 +77,18 @@ export class SecurityIndex {
         else for (const w of p.workloads) push(this.#authz, w, p);
       }
     }
-    // Istio: the most specific scope wins; among equals, the oldest (we have no timestamps: by id).
-    for (const list of this.#peerAuthn.values())
-      list.sort((a, b) => RANK[b.scope] - RANK[a.scope] || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    // Istio: the most specific scope wins; among equals, the oldest (creationTimestamp), then by
+    // name and namespace as Istio's sortConfigByCreationTime does.
+    for (const list of this.#peerAuthn.values()) list.sort((a, b) => RANK[b.scope] - RANK[a.scope] || olderFirst(a, b));
   }
 
   get model(): MeshModel {
     return this.#model;
+  }
+
+  /** The spec of a bound RequestAuthentication (undefined when the specs do not carry it). */
+  requestAuthenticationSpec(id: string): RequestAuthenticationSpec | undefined {
+    return this.#specs?.requestAuthentication?.get(id);
   }
 
   /** The mTLS mode a workload's server port runs with (Istio's PeerAuthentication inheritance). */
@@ -108,6 +121,23 @@ export class SecurityIndex {
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
       .map((binding) => ({ binding, spec: this.#specs?.authorization.get(binding.id) }));
   }
+}
+
+/**
+ * Oldest creationTimestamp first; policies without one (written in files, never stored by an API
+ * server) after those with; then name, namespace.
+ */
+function olderFirst(a: PolicyBindingModel, b: PolicyBindingModel): number {
+  const ta = a.creationTimestamp !== undefined ? Date.parse(a.creationTimestamp) : NaN;
+  const tb = b.creationTimestamp !== undefined ? Date.parse(b.creationTimestamp) : NaN;
+  if (!Number.isNaN(ta) && !Number.isNaN(tb) && ta !== tb) return ta - tb;
+  if (Number.isNaN(ta) !== Number.isNaN(tb)) return Number.isNaN(ta) ? 1 : -1;
+  const byName = cmp(a.source.name, b.source.name);
+  return byName || cmp(a.namespace ?? '', b.namespace ?? '') || cmp(a.id, b.id);
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 function push<K, V>(m: Map<K, V[]>, k: K, v: V): void {

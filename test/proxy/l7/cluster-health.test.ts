@@ -406,7 +406,9 @@ test('a passed active health check ends an outlier ejection (successful_active_h
       await until(() => cluster(proxy).hosts.every((h) => h.stats.health.healthy), 3000, 'first checks');
       const bad = hostOf(proxy, fleet[1]!.port).stats.health;
       await load(proxy.port, 30, 1);
-      assert.equal(bad.ejected, true);
+      // Counted, not sampled: with uneject on, a passing check (every 50 ms) may already have
+      // brought it back on a busy machine.
+      assert.ok((cluster(proxy).outlier?.stats.ejections_enforced_total ?? 0) >= 1, 'bad was ejected');
       // /healthz of "bad" answers 200: the next check (50 ms) brings it back, or not.
       await sleep(300);
       assert.equal(bad.ejected, !uneject, `uneject ${uneject}`);

@@ -487,14 +487,20 @@ test('proof: circuit breaker overflow answers 503 UO with x-envoy-overloaded at 
   const proxy = await startEngine(breakerConfig(), 'rc');
   const a = agent();
   try {
-    for (const [prefix, cluster] of [
-      ['/req', 'by-requests'],
-      ['/pend', 'by-pending'],
+    // by-requests: two requests in flight; by-pending (max_connections 1): one in flight on the
+    // only connection, one waiting for it (pending, counted before the connection is up: sent in turn).
+    for (const [prefix, cluster, atUpstream] of [
+      ['/req', 'by-requests', 2],
+      ['/pend', 'by-pending', 1],
     ] as const) {
-      const inflight = [get(proxy.port, `${prefix}/1`, { agent: a }), get(proxy.port, `${prefix}/2`, { agent: a })];
-      // Wait (bounded) until both are at the upstream.
-      for (let i = 0; i < 100 && slow.active < 2; i++) await new Promise((r) => setTimeout(r, 10));
-      assert.equal(slow.active, 2);
+      const first = get(proxy.port, `${prefix}/1`, { agent: a });
+      for (let i = 0; i < 100 && slow.active < 1; i++) await new Promise((r) => setTimeout(r, 10));
+      const inflight = [first, get(proxy.port, `${prefix}/2`, { agent: a })];
+      // Wait (bounded) until the admitted requests are at the upstream (or pending).
+      for (let i = 0; i < 100 && slow.active < atUpstream; i++) await new Promise((r) => setTimeout(r, 10));
+      for (let i = 0; i < 100 && atUpstream === 1 && !proxy.engine.stats()[cluster]?.upstream_rq_pending_active; i++)
+        await new Promise((r) => setTimeout(r, 10));
+      assert.equal(slow.active, atUpstream);
       // A new config version (new objects, same clusters) keeps counting the requests in flight.
       proxy.engine.update(breakerConfig());
       const before = slow.count;
@@ -505,7 +511,7 @@ test('proof: circuit breaker overflow answers 503 UO with x-envoy-overloaded at 
       assert.equal(over.status, 503);
       assert.equal(over.headers['x-envoy-overloaded'], 'true');
       assert.equal(slow.count, before, 'no upstream attempt');
-      assert.equal(slow.active, 2, 'answered while the admitted requests are still at the upstream');
+      assert.equal(slow.active, atUpstream, 'answered while the admitted requests are still at the upstream');
       const done = await Promise.all(inflight);
       assert.deepEqual(
         done.map((r) => r.status),

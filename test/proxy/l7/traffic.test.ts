@@ -23,7 +23,7 @@ import {
 } from './helpers.js';
 import type { EnvoyObject } from '../../../src/proxy/l7/config.js';
 import { L7ConfigError } from '../../../src/proxy/l7/config.js';
-import { shadowHost } from '../../../src/proxy/l7/filters/mirror.js';
+import { MAX_SHADOW_BODY, shadowHost } from '../../../src/proxy/l7/filters/mirror.js';
 import { fractionalPercent, sampled } from '../../../src/proxy/l7/matchers.js';
 
 const FAULT = 'envoy.filters.http.fault';
@@ -315,18 +315,33 @@ test('cors: preflight answered locally, simple requests get headers, origins by 
 
 interface Recorder {
   port: number;
-  seen: { host: string | undefined; url: string | undefined; method: string | undefined; hdr: string | undefined }[];
+  seen: {
+    host: string | undefined;
+    url: string | undefined;
+    method: string | undefined;
+    hdr: string | undefined;
+    body: string;
+  }[];
   close(): Promise<void>;
 }
 
 async function recorder(delayMs = 0): Promise<Recorder> {
   const seen: Recorder['seen'] = [];
   const server = http.createServer((req, res) => {
-    seen.push({ host: req.headers.host, url: req.url, method: req.method, hdr: req.headers['x-added'] as string });
-    req.resume();
-    const reply = () => res.writeHead(500, { 'content-type': 'text/plain' }).end('shadow says no');
-    if (delayMs) setTimeout(reply, delayMs);
-    else reply();
+    const entry = {
+      host: req.headers.host,
+      url: req.url,
+      method: req.method,
+      hdr: req.headers['x-added'] as string,
+      body: '',
+    };
+    seen.push(entry);
+    req.on('data', (c: Buffer) => (entry.body += c.toString()));
+    req.on('end', () => {
+      const reply = () => res.writeHead(500, { 'content-type': 'text/plain' }).end('shadow says no');
+      if (delayMs) setTimeout(reply, delayMs);
+      else reply();
+    });
   });
   const close = closable(server);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -384,6 +399,7 @@ test('mirror: a copy goes to the mirror cluster with a -shadow host; its answer,
       url: '/rewritten/a?q=1',
       method: 'GET',
       hdr: 'yes',
+      body: '',
     });
 
     const [s, ms] = await timed(() => get(proxy.port, '/slow'));
@@ -400,10 +416,17 @@ test('mirror: a copy goes to the mirror cluster with a -shadow host; its answer,
     assert.equal(shadow.seen.length, 2, 'runtime_fraction 0: no copies');
     assert.equal(shadow.seen[1]!.host, 'plain');
 
+    // A request with a body: the primary gets it unchanged, the shadow a copy of the same body.
     const post = await get(proxy.port, '/m/b', { method: 'POST', body: 'payload' });
     assert.equal(json(post).bodyLength, 7);
+    assert.ok(await waitFor(() => shadow.seen.length === 3 && shadow.seen[2]!.body === 'payload'));
+    assert.equal(shadow.seen[2]!.method, 'POST');
+    // A body over the shadow bound still reaches the primary whole; it is not mirrored.
+    const big = Buffer.alloc(MAX_SHADOW_BODY + 1, 120);
+    const bigPost = await get(proxy.port, '/m/c', { method: 'POST', body: big });
+    assert.equal(json(bigPost).bodyLength, big.length);
     await new Promise((r) => setTimeout(r, 50));
-    assert.equal(shadow.seen.length, 2, 'requests with a body are not mirrored');
+    assert.equal(shadow.seen.length, 3, 'a body over MAX_SHADOW_BODY is not mirrored');
   } finally {
     await closeAll([proxy, main, shadow, slow]);
   }

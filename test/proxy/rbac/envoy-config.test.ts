@@ -239,6 +239,53 @@ test('metadata, CEL conditions and other unsupported matchers are unknown: repor
   assert.equal(allowed(twoKinds, conn()), false);
 });
 
+test('istio_authn metadata: string/list/present/bool matchers, invert, unknown keys; L4 and no request are unknown', () => {
+  const meta = (keys: string[], value: Obj, invert = false): Obj => ({
+    metadata: { filter: 'istio_authn', path: keys.map((key) => ({ key })), value, ...(invert ? { invert } : {}) },
+  });
+  const only = (id: Obj, mode: 'l4' | 'l7' = 'l7'): CompiledRbac => {
+    const c = compileRbacFilters([rbac('ALLOW', { p: { permissions: anyone, principals: [id] } })], mode);
+    assert.deepEqual(c.problems, []);
+    return c;
+  };
+  const jwt = {
+    principal: 'iss/alice',
+    claims: { iss: 'iss', sub: 'alice', aud: 'api', azp: 'cli', admin: true, org: { teams: ['a', 'b'] } },
+  };
+  const req = conn({ http: http('GET', '/'), requestAuth: jwt });
+  const noToken = conn({ http: http('GET', '/') });
+  const principal = only(meta(['request.auth.principal'], { string_match: { prefix: 'iss/' } }));
+  assert.equal(allowed(principal, req), true);
+  assert.equal(allowed(principal, noToken), false);
+  const inverted = only(meta(['request.auth.principal'], { string_match: { exact: 'iss/bob' } }, true));
+  assert.equal(allowed(inverted, req), true);
+  assert.equal(allowed(inverted, noToken), true, 'absent value: no match, then inverted (Envoy)');
+  const aud = only(meta(['request.auth.audiences'], { string_match: { exact: 'api' } }));
+  assert.equal(allowed(aud, req), true, 'a string aud');
+  const teams = only(
+    meta(['request.auth.claims', 'org', 'teams'], { list_match: { one_of: { string_match: { exact: 'b' } } } }),
+  );
+  assert.equal(allowed(teams, req), true);
+  const present = only(meta(['request.auth.claims', 'azp'], { present_match: true }));
+  assert.equal(allowed(present, req), true);
+  assert.equal(allowed(present, noToken), false);
+  const bool = only(meta(['request.auth.claims', 'admin'], { bool_match: true }));
+  assert.equal(allowed(bool, req), true);
+  // No JWT at L4 and no request at L7: unknown, so neither ALLOW nor a negation matches.
+  assert.equal(
+    allowed(only(meta(['request.auth.principal'], { present_match: true }, true), 'l4'), conn({ requestAuth: jwt })),
+    false,
+  );
+  assert.equal(allowed(inverted, conn({ requestAuth: jwt })), false);
+  // Keys Istio does not write, other filters' metadata: reported and unknown.
+  const odd = compileRbacFilters(
+    [rbac('ALLOW', { p: { permissions: anyone, principals: [meta(['request.auth.nope'], { present_match: true })] } })],
+    'l7',
+  );
+  assert.match(odd.problems[0]!, /not one Istio writes/);
+  assert.equal(allowed(odd, req), false);
+});
+
 test('filter entries: other filters ignored, bare and network RBAC accepted, unreadable RBAC denies, LOG and no rules ignored', () => {
   const router = filter('envoy.filters.http.router', {
     '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router',

@@ -81,7 +81,11 @@ test('principals: exact, prefix and suffix wildcards, "*" (any authenticated pee
   assert.equal(allowed(c, conn({ principal: id('shop', 'api') })), false);
   assert.equal(allowed(c, conn({ principal: `${TD}/ns/shop/sa/web` })), false, 'the SPIFFE URI is matched');
   assert.equal(allowed(c, plaintext()), false);
-  assert.deepEqual(c.evaluate(conn()), { allowed: true, reason: 'allowed by ns[shop]-policy[p]-rule[0]' });
+  assert.deepEqual(c.evaluate(conn()), {
+    allowed: true,
+    policy: 'ns[shop]-policy[p]-rule[0]',
+    reason: 'allowed by ns[shop]-policy[p]-rule[0]',
+  });
   assert.deepEqual(c.evaluate(conn({ principal: id('shop', 'api') })), {
     allowed: false,
     reason: 'no ALLOW policy matched',
@@ -197,7 +201,8 @@ test('paths: exact, prefix /api/*, suffix */x, templates, "*"; the query string 
   assert.equal(at('/healthz/x'), false);
   assert.equal(at('/v1/shop/items/1/2'), true);
   assert.equal(at('/v1/shop/x/items/1'), false, '{*} is one segment');
-  assert.equal(at('/v1/shop/items/'), false, '{**} is not empty');
+  assert.equal(at('/v1/shop/items/'), true, "{**} is zero or more characters, as Envoy's uri_template");
+  assert.equal(at('/v1/shop/items'), false, 'the literal "/" before {**} is required');
   assert.equal(at('/other'), false);
 
   const star = compile(policy('star', { rules: [{ to: [{ operation: { paths: ['*'] } }] }] }));
@@ -263,24 +268,31 @@ test('when: headers, source.ip, source.namespace, source.principal, destination.
   assert.equal(allowed(c, { ...ok, destinationPort: 8081 }), false);
 });
 
-test('conditions a proxy cannot check (request.auth.*, connection.sni): ALLOW never matches, DENY always does', () => {
+test("JWT conditions without a token, and other filters' metadata: ALLOW never matches, DENY always does", () => {
   const allow = compile(
     policy('jwt', { rules: [{ when: [{ key: 'request.auth.claims[iss]', values: ['https://issuer'] }] }] }),
   );
   assert.equal(allowed(allow, conn({ http: http('GET', '/') })), false);
   const deny = compile(
-    policy('sni', { action: 'DENY', rules: [{ when: [{ key: 'connection.sni', values: ['evil.example'] }] }] }),
+    policy('mysql', {
+      action: 'DENY',
+      rules: [{ when: [{ key: 'experimental.envoy.filters.network.mysql_proxy[db.table]', values: ['[update]'] }] }],
+    }),
   );
   assert.deepEqual(deny.evaluate(conn({ http: http('GET', '/') })), {
     allowed: false,
-    policy: 'ns[shop]-policy[sni]-rule[0]',
-    reason: 'denied by ns[shop]-policy[sni]-rule[0]',
+    policy: 'ns[shop]-policy[mysql]-rule[0]',
+    reason: 'denied by ns[shop]-policy[mysql]-rule[0]',
   });
   const rp = compile(
     policy('rp', { rules: [{ from: [{ source: { requestPrincipals: ['issuer/subject'] } }] }] }) +
       policy('other', { rules: [{ to: [{ operation: { ports: ['8080'] } }] }] }),
   );
-  assert.deepEqual(rp.evaluate(conn()), { allowed: true, reason: 'allowed by ns[shop]-policy[other]-rule[0]' });
+  assert.deepEqual(rp.evaluate(conn()), {
+    allowed: true,
+    policy: 'ns[shop]-policy[other]-rule[0]',
+    reason: 'allowed by ns[shop]-policy[other]-rule[0]',
+  });
 });
 
 test('DENY wins over ALLOW and names the policy and rule that denied', () => {
@@ -296,6 +308,7 @@ test('DENY wins over ALLOW and names the policy and rule that denied', () => {
   );
   assert.deepEqual(c.evaluate(conn({ http: http('GET', '/') })), {
     allowed: true,
+    policy: 'ns[shop]-policy[allow-all]-rule[0]',
     reason: 'allowed by ns[shop]-policy[allow-all]-rule[0]',
   });
   assert.deepEqual(c.evaluate(conn({ http: http('GET', '/admin/users') })), {
@@ -340,7 +353,10 @@ test('CUSTOM (no external authorizer here) denies what its rules match, as rbac.
     }),
   );
   assert.equal(allowed(c, conn({ http: http('GET', '/admin/x') })), false);
-  assert.equal(c.evaluate(conn({ http: http('GET', '/admin/x') })).policy, 'ns[shop]-policy[ext-authz]-rule[0]');
+  assert.equal(
+    c.evaluate(conn({ http: http('GET', '/admin/x') })).policy,
+    'ns[shop]-policy[ext-authz]-rule[0]-provider[my-authz]',
+  );
   assert.equal(allowed(c, conn({ http: http('GET', '/public') })), true);
   assert.equal(allowed(c, conn()), false, 'at L4 the path is unknown: fails closed');
 });
@@ -394,7 +410,11 @@ test('L4 vs L7: HTTP attributes are unknown at L4 (or without a request) and fai
     const guest = c.evaluate(conn({ principal: id('guest', 'x'), destinationPort: 9090 }));
     assert.equal(guest.policy, 'ns[shop]-policy[deny-admin]-rule[1]', name);
     // A known part that does not match decides: mon is not denied by the intern/guest rules.
-    assert.equal(c.evaluate(conn({ principal: id('mon', 'x'), destinationPort: 9090 })).policy, undefined, name);
+    assert.equal(
+      c.evaluate(conn({ principal: id('mon', 'x'), destinationPort: 9090 })).policy,
+      'ns[shop]-policy[allow-api]-rule[2]',
+      name,
+    );
   }
   // At L7 with the request, everything is decided.
   const r = (principalId: string, method: string, path: string): boolean =>

@@ -9,11 +9,13 @@
 // The counters carry Envoy's cluster stat names (upstream_rq_pending_overflow, upstream_rq_retry,
 // upstream_rq_retry_overflow, upstream_rq_retry_success, ...) for L7Engine.stats().
 //
-// Connections: the upstream pools do not queue by this limit, so for HTTP/1.1 clusters (one
-// request per connection) an attempt beyond max_connections counts as a pending request, which
-// is where Envoy's HTTP/1 pool would park it; beyond max_pending_requests it overflows.
+// Connections: max_connections and max_pending_requests are enforced by the upstream pools
+// (conn-limits.ts: requests wait for a free connection, and overflow past the pending bound);
+// this filter reads them only through thresholdsOf. Its rqActive counts attempts admitted,
+// waiting for a connection or not (Envoy's active + pending requests).
 import { L7ConfigError, enumName, list, num, obj, type EnvoyObject, type L7Config } from '../config.js';
-import type { LocalReply, RequestContext } from '../context.js';
+import { OVERFLOW } from '../conn-limits.js';
+import type { RequestContext } from '../context.js';
 import type { HttpFilterFactory, UpstreamAttempt } from '../filter.js';
 
 const DEFAULT_LIMIT = 1024;
@@ -21,7 +23,8 @@ const DEFAULT_MAX_RETRIES = 3;
 const DEFAULT_BUDGET_PERCENT = 20;
 const DEFAULT_MIN_RETRY_CONCURRENCY = 3;
 const PRIORITIES = ['DEFAULT', 'HIGH'];
-const HTTP_PROTOCOL_OPTIONS = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
+
+export { OVERFLOW };
 
 export interface Thresholds {
   readonly maxConnections: number;
@@ -46,10 +49,8 @@ export const DEFAULT_THRESHOLDS: Thresholds = Object.freeze({
 export interface ClusterCounters {
   /** Upstream attempts admitted. */
   upstream_rq_total: number;
-  /** Requests refused by max_requests / max_pending_requests (503 UO). */
+  /** Requests refused by max_requests (503 UO); the pools count max_pending_requests ones. */
   upstream_rq_pending_overflow: number;
-  /** Attempts that needed a connection over max_connections (HTTP/1.1). */
-  upstream_cx_overflow: number;
   /** Retries performed. */
   upstream_rq_retry: number;
   /** Retries refused by max_retries or the retry budget. */
@@ -66,8 +67,6 @@ export interface ClusterCounters {
 export class ClusterCircuit {
   readonly name: string;
   thresholds: Thresholds = DEFAULT_THRESHOLDS;
-  /** HTTP/1.1 upstream (connections = requests in flight). */
-  http1 = true;
   /** Attempts in flight (upstream_rq_active). */
   rqActive = 0;
   /** Retries in flight or waiting for their back-off (upstream_rq_retry_active... Envoy's remaining_retries). */
@@ -75,7 +74,6 @@ export class ClusterCircuit {
   readonly counters: ClusterCounters = {
     upstream_rq_total: 0,
     upstream_rq_pending_overflow: 0,
-    upstream_cx_overflow: 0,
     upstream_rq_retry: 0,
     upstream_rq_retry_overflow: 0,
     upstream_rq_retry_success: 0,
@@ -87,24 +85,12 @@ export class ClusterCircuit {
     this.name = name;
   }
 
-  /** Requests waiting for a connection (HTTP/1.1: those beyond max_connections). */
-  get rqPending(): number {
-    return this.http1 ? Math.max(0, this.rqActive - this.thresholds.maxConnections) : 0;
-  }
-
   /** Takes a request slot; false (and the overflow counted) when a limit is reached. */
   admit(): boolean {
     const t = this.thresholds;
     if (this.rqActive >= t.maxRequests) {
       this.counters.upstream_rq_pending_overflow++;
       return false;
-    }
-    if (this.http1 && this.rqActive >= t.maxConnections) {
-      this.counters.upstream_cx_overflow++;
-      if (this.rqActive - t.maxConnections >= t.maxPendingRequests) {
-        this.counters.upstream_rq_pending_overflow++;
-        return false;
-      }
     }
     this.rqActive++;
     this.counters.upstream_rq_total++;
@@ -115,11 +101,11 @@ export class ClusterCircuit {
     if (this.rqActive > 0) this.rqActive--;
   }
 
-  /** Concurrent retries allowed now: the budget's share of active + pending, or max_retries. */
+  /** Concurrent retries allowed now: the budget's share of active + pending (rqActive), or max_retries. */
   get retryLimit(): number {
     const t = this.thresholds;
     if (t.budgetPercent === undefined) return t.maxRetries;
-    const budget = Math.floor(((this.rqActive + this.rqPending) * t.budgetPercent) / 100);
+    const budget = Math.floor((this.rqActive * t.budgetPercent) / 100);
     return Math.max(t.minRetryConcurrency, budget);
   }
 
@@ -142,7 +128,6 @@ export class ClusterCircuit {
     return {
       ...this.counters,
       upstream_rq_active: this.rqActive,
-      upstream_rq_pending_active: this.rqPending,
       upstream_rq_retry_active: this.retriesActive,
     };
   }
@@ -161,14 +146,11 @@ export class ClusterCircuits {
   /** A config version's thresholds; clusters no longer configured are forgotten once idle. */
   configure(config: L7Config): Map<string, ClusterCircuit> {
     // Read everything first: a malformed cluster throws (a NACK) before any state changes.
-    const read = [...config.clusters].map(
-      ([name, cluster]) => [name, thresholdsOf(name, cluster), isHttp1(cluster)] as const,
-    );
+    const read = [...config.clusters].map(([name, cluster]) => [name, thresholdsOf(name, cluster)] as const);
     const out = new Map<string, ClusterCircuit>();
-    for (const [name, thresholds, http1] of read) {
+    for (const [name, thresholds] of read) {
       const c = this.get(name);
       c.thresholds = thresholds;
-      c.http1 = http1;
       out.set(name, c);
     }
     for (const [name, c] of this.#byName)
@@ -219,21 +201,6 @@ export function thresholdsOf(name: string, cluster: EnvoyObject): Thresholds {
     minRetryConcurrency,
   };
 }
-
-/** Whether the cluster speaks HTTP/1.1 upstream (as cluster.ts decides; downstream-protocol counts as HTTP/1.1). */
-function isHttp1(c: EnvoyObject): boolean {
-  const opts = obj(obj(c.typed_extension_protocol_options)?.[HTTP_PROTOCOL_OPTIONS]);
-  if (opts) return obj(opts.explicit_http_config)?.http2_protocol_options == null;
-  return c.http2_protocol_options == null;
-}
-
-export const OVERFLOW: LocalReply = Object.freeze({
-  status: 503,
-  body: 'upstream connect error or disconnect/reset before headers. reset reason: overflow',
-  headers: Object.freeze({ 'x-envoy-overloaded': 'true' }) as Record<string, string>,
-  flag: 'UO',
-  details: 'upstream_reset_before_response_started{overflow}',
-});
 
 /**
  * The breaker filter: onUpstreamAttempt takes a request slot of the attempt's cluster (or

@@ -5,8 +5,10 @@
 // unless disable_shadow_host_suffix_append. The shadow's response is read and dropped; it never
 // delays or fails the main request (fire and forget, bounded by the route timeout, else 15 s).
 //
-// Bodies: only requests without a body are mirrored (a request with a body is streamed, never
-// buffered, so there is nothing to replay); those are counted in `skippedWithBody`.
+// Bodies: the primary streams its body upstream as always; the filter only taps the chunks as
+// the router reads them (never reading ahead, so the primary is not delayed) into a copy of at
+// most MAX_SHADOW_BODY bytes, and sends the shadows once the body has ended. A larger body (or a
+// request that never finishes) is not mirrored: counted in `skippedWithBody`.
 //
 // Put this filter last in the chain: the copy carries the request as the router will send it
 // (header mutations applied, prefix/regex rewrite and host_rewrite_literal of the route), and a
@@ -19,11 +21,15 @@ import type { HeaderMap } from '../headers.js';
 import { fractionalPercent, sampled } from '../matchers.js';
 import type { HostState } from '../cluster.js';
 import type { UpstreamHandlers, UpstreamSource } from '../upstream-pool.js';
+import type { ClusterAction } from '../route-table.js';
+import { Readable } from 'node:stream';
 
 export const MIRROR_FILTER_NAME = 'trellis.request_mirror';
 
 /** Default shadow timeout: Envoy's default route timeout. */
 const DEFAULT_TIMEOUT_MS = 15_000;
+/** The most request body buffered for the shadows (Envoy buffers shadow bodies too, bounded). */
+export const MAX_SHADOW_BODY = 64 * 1024;
 
 interface MirrorPolicy {
   readonly cluster: string | undefined;
@@ -39,7 +45,7 @@ export interface MirrorStats {
   completed: number;
   /** Shadow requests that failed (connect, reset, timeout); the main request is unaffected. */
   failed: number;
-  /** Requests not mirrored because they have a body. */
+  /** Requests with a body not mirrored: larger than MAX_SHADOW_BODY, or aborted before its end. */
   skippedWithBody: number;
 }
 
@@ -93,43 +99,99 @@ export function mirrorFilter(stats?: MirrorStats): HttpFilterFactory {
           const policies = perRoute.get(route.raw);
           if (!policies) return undefined;
           const ex = ctx as Exchange;
-          if (ex.body !== undefined) {
-            if (stats) stats.skippedWithBody++;
+          const body = ex.body;
+          if (body === undefined) {
+            mirror(ex, action, policies, undefined, stats);
             return undefined;
           }
-          for (const p of policies) {
-            if (!sampled(p.fraction[0], p.fraction[1])) continue;
-            const name = p.cluster ?? ex.header(p.clusterHeader!);
-            const cluster = name === undefined ? undefined : ex.config.clusters.get(name);
-            const host = cluster?.lb.pick(undefined);
-            if (!cluster || !host) {
-              if (stats) stats.failed++;
-              continue;
-            }
-            const path = action.rewritePath ? action.rewritePath(ctx.path) : ctx.path;
-            const authority = action.hostRewrite ?? ctx.authority;
-            const protocol =
-              cluster.protocol === 'downstream' ? (ctx.protocol === 'HTTP/2' ? 'http2' : 'http1') : cluster.protocol;
-            sendShadow(
-              host,
-              protocol,
-              {
-                method: ctx.method,
-                path,
-                authority: p.suffix ? shadowHost(authority) : authority,
-                headers: { ...ctx.headers } as HeaderMap,
-                body: undefined,
-                bytesReceived: 0,
-              },
-              action.timeoutMs > 0 ? action.timeoutMs : DEFAULT_TIMEOUT_MS,
-              stats,
-            );
-          }
+          tapBody(body, (copy) => {
+            if (copy) mirror(ex, action, policies, copy, stats);
+            else if (stats) stats.skippedWithBody++;
+          });
           return undefined;
         },
       };
     },
   };
+}
+
+/**
+ * Copies a request body as its consumer reads it: paused first, so that our 'data' listener does
+ * not start the flow (the pools resume it once they have a connection); `done` gets the copy
+ * when the body ends, or undefined when it exceeded MAX_SHADOW_BODY or never ended.
+ */
+function tapBody(body: Readable, done: (copy: Buffer | undefined) => void): void {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let over = false;
+  const onData = (chunk: Buffer) => {
+    size += chunk.length;
+    if (size > MAX_SHADOW_BODY) {
+      over = true;
+      chunks.length = 0;
+      body.removeListener('data', onData);
+    } else chunks.push(chunk);
+  };
+  const onEnd = () => {
+    cleanup();
+    done(over ? undefined : Buffer.concat(chunks, size));
+  };
+  const onClose = () => {
+    cleanup();
+    done(undefined);
+  };
+  const cleanup = () => {
+    body.removeListener('data', onData);
+    body.removeListener('end', onEnd);
+    body.removeListener('close', onClose);
+  };
+  body.pause();
+  body.on('data', onData);
+  body.once('end', onEnd);
+  body.once('close', onClose);
+}
+
+function mirror(
+  ex: Exchange,
+  action: ClusterAction,
+  policies: readonly MirrorPolicy[],
+  body: Buffer | undefined,
+  stats: MirrorStats | undefined,
+): void {
+  for (const p of policies) {
+    if (!sampled(p.fraction[0], p.fraction[1])) continue;
+    const name = p.cluster ?? ex.header(p.clusterHeader!);
+    const cluster = name === undefined ? undefined : ex.config.clusters.get(name);
+    const host = cluster?.lb.pick(undefined);
+    if (!cluster || !host) {
+      if (stats) stats.failed++;
+      continue;
+    }
+    const path = action.rewritePath ? action.rewritePath(ex.path) : ex.path;
+    const authority = action.hostRewrite ?? ex.authority;
+    const protocol =
+      cluster.protocol === 'downstream' ? (ex.protocol === 'HTTP/2' ? 'http2' : 'http1') : cluster.protocol;
+    const headers = { ...ex.headers } as HeaderMap;
+    if (body) {
+      // The copy is whole: sent with its length, not re-chunked.
+      delete headers['transfer-encoding'];
+      headers['content-length'] = String(body.length);
+    }
+    sendShadow(
+      host,
+      protocol,
+      {
+        method: ex.method,
+        path,
+        authority: p.suffix ? shadowHost(authority) : authority,
+        headers,
+        body: body && body.length > 0 ? Readable.from([body]) : undefined,
+        bytesReceived: 0,
+      },
+      action.timeoutMs > 0 ? action.timeoutMs : DEFAULT_TIMEOUT_MS,
+      stats,
+    );
+  }
 }
 
 function sendShadow(

@@ -1,7 +1,7 @@
 // envoy.filters.http.rbac: the AuthorizationPolicies a listener's HCM carries (a waypoint's
 // per-service chains, a gateway's port), evaluated per request with the caller's verified
 // SPIFFE ID and the HTTP attributes. Denied: 403 "RBAC: access denied" (Envoy's reply).
-import { compileRbacFilters, type CompiledRbac } from '../../rbac/evaluate.js';
+import { compileRbacFilters, REQUEST_AUTH_STATE, type CompiledRbac, type RequestAuth } from '../../rbac/evaluate.js';
 import type { EnvoyObject } from '../config.js';
 import type { HttpFilterFactory } from '../filter.js';
 import { joined } from '../headers.js';
@@ -28,8 +28,10 @@ export function rbacFilter(httpFiltersFor: (routeConfig: string) => readonly Env
         onRequest(ctx) {
           const rbac = rbacFor(ctx.routeConfig);
           if (rbac.empty) return undefined;
+          const requestAuth = ctx.filterState.get(REQUEST_AUTH_STATE) as RequestAuth | undefined;
           const decision = rbac.evaluate({
             ...(ctx.peer.identity ? { principal: ctx.peer.identity } : {}),
+            ...(requestAuth ? { requestAuth } : {}),
             ...(ctx.peer.address ? { sourceIp: ctx.peer.address } : {}),
             http: {
               method: ctx.method,

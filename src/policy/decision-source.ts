@@ -1,0 +1,58 @@
+// Which policy and rule an RBAC decision came from. Every kind compiles to RBAC policies whose
+// names say where they came from: istiod's "ns[NS]-policy[NAME]-rule[I]" for
+// AuthorizationPolicy, "Kind/NS/NAME/<rule path>" for the network policy kinds.
+import type { RbacDecision } from '../proxy/rbac/evaluate.js';
+import { get, isObj } from '../proxy/envoy/values.js';
+import type { EnvoyObject } from '../xds/translate/route-match.js';
+
+export interface DecisionSource {
+  /** "AuthorizationPolicy/shop/api-allow" — the policy resource. */
+  readonly policy: string;
+  /** "spec.rules[0]" — the rule in it. */
+  readonly rule?: string;
+}
+
+const ISTIO = /^ns\[([^\]]*)\]-policy\[([^\]]*)\]-rule\[(\d+)\]$/;
+// Kind/NS/NAME/<path> for namespaced kinds, Kind/NAME/<path> for cluster-wide ones; the path is
+// the rule's place in the resource ("ingress[0]", "specs[1]/ingress[0]").
+const NAMESPACED = /^(NetworkPolicy|CiliumNetworkPolicy)\/([^/]+)\/([^/]+)\/(.+)$/;
+const CLUSTER = /^(CiliumClusterwideNetworkPolicy)\/([^/]+)\/(.+)$/;
+
+function rulePath(path: string): string {
+  const dotted = path.replace(/\//g, '.');
+  return dotted.startsWith('specs[') ? dotted : `spec.${dotted}`;
+}
+
+/** The policy and rule an RBAC policy name stands for (undefined for names no translation made). */
+export function sourceOfPolicyName(name: string): DecisionSource | undefined {
+  const istio = ISTIO.exec(name);
+  if (istio) return { policy: `AuthorizationPolicy/${istio[1]}/${istio[2]}`, rule: `spec.rules[${istio[3]}]` };
+  const ns = NAMESPACED.exec(name);
+  if (ns) return { policy: `${ns[1]}/${ns[2]}/${ns[3]}`, rule: rulePath(ns[4]!) };
+  const cluster = CLUSTER.exec(name);
+  if (cluster) return { policy: `${cluster[1]}/${cluster[2]}`, rule: rulePath(cluster[3]!) };
+  return undefined;
+}
+
+/** The RBAC policy name behind a decision: the denying one, or the one an allow names. */
+export function policyNameOf(d: RbacDecision): string | undefined {
+  if (d.policy) return d.policy;
+  const m = /^allowed by (\S+)/.exec(d.reason);
+  return m?.[1];
+}
+
+export function sourceOf(d: RbacDecision): DecisionSource | undefined {
+  const name = policyNameOf(d);
+  return name === undefined ? undefined : (sourceOfPolicyName(name) ?? { policy: name });
+}
+
+/** The policy resources an RBAC filter config holds (for "no ALLOW rule matched" messages). */
+export function policiesOfFilter(filter: EnvoyObject): string[] {
+  const tc = isObj(filter) ? get(filter, 'typed_config') : undefined;
+  const rules = isObj(tc) ? get(tc, 'rules') : undefined;
+  const policies = isObj(rules) ? get(rules, 'policies') : undefined;
+  if (!isObj(policies)) return [];
+  const out = new Set<string>();
+  for (const name of Object.keys(policies)) out.add(sourceOfPolicyName(name)?.policy ?? name);
+  return [...out].sort();
+}
