@@ -21,6 +21,27 @@ function fnv1a(text: string): number {
 }
 
 /**
+ * A port per key (in the given order) hashed into [base, base + 1000), probing upwards past
+ * `taken` (which it extends): a key keeps its port whatever other keys come and go, unless
+ * their hashes collide.
+ */
+function hashedPorts(keys: readonly string[], base: number, taken: Set<number>): Map<string, number> {
+  const size = Math.min(OUTBOUND_RANGE, 65536 - base);
+  const out = new Map<string, number>();
+  for (const key of keys) {
+    const start = fnv1a(key) % size;
+    for (let i = 0; i < size; i++) {
+      const port = base + ((start + i) % size);
+      if (taken.has(port)) continue;
+      out.set(key, port);
+      taken.add(port);
+      break;
+    }
+  }
+  return out;
+}
+
+/**
  * Outbound proxy ports, which must not move while workloads run with HTTP_PROXY pointing at
  * them: a Workload's spec.outboundPort if it pins one, otherwise a port hashed from the
  * workload's id into [outbound, outbound + 1000), probing upwards past the node's other ports,
@@ -47,19 +68,12 @@ export function outboundProxyPorts(
     out.set(w.id, w.outboundPort);
     taken.add(w.outboundPort);
   }
-  const base = node.ports.outbound;
-  const size = Math.min(OUTBOUND_RANGE, 65536 - base);
-  for (const w of sorted) {
-    if (w.outboundPort !== undefined) continue;
-    const start = fnv1a(w.id) % size;
-    for (let i = 0; i < size; i++) {
-      const port = base + ((start + i) % size);
-      if (taken.has(port)) continue;
-      out.set(w.id, port);
-      taken.add(port);
-      break;
-    }
-  }
+  const hashed = hashedPorts(
+    sorted.filter((w) => w.outboundPort === undefined).map((w) => w.id),
+    node.ports.outbound,
+    taken,
+  );
+  for (const [id, port] of hashed) out.set(id, port);
   return out;
 }
 
@@ -84,20 +98,7 @@ export function inboundPlaintextPorts(
   const keys = local
     .flatMap((w) => [...new Set(Object.values(w.ports))].map((p) => `${w.id}:${p}`))
     .sort(compareStrings);
-  const base = node.ports.inbound;
-  const size = Math.min(OUTBOUND_RANGE, 65536 - base);
-  const out = new Map<string, number>();
-  for (const key of keys) {
-    const start = fnv1a(key) % size;
-    for (let i = 0; i < size; i++) {
-      const port = base + ((start + i) % size);
-      if (taken.has(port)) continue;
-      out.set(key, port);
-      taken.add(port);
-      break;
-    }
-  }
-  return out;
+  return hashedPorts(keys, node.ports.inbound, taken);
 }
 
 /** An address:port something listens on, and what it is (for messages). */

@@ -1,6 +1,6 @@
 // trellis ca init | issue: create a CA (root, or intermediate under an organisation's root)
 // and issue X.509-SVIDs from it, for operators and tests.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatDiagnostic } from '../../config/diagnostic.js';
 import type { MeshSpec } from '../../config/kinds/trellis/mesh.js';
@@ -13,6 +13,7 @@ import { writeSvidFiles } from '../../identity/svid-files.js';
 import { parseGoDuration } from '../../util/duration.js';
 import { didYouMean } from '../../util/did-you-mean.js';
 import { HELP_FLAG, type Command } from '../command.js';
+import { readFlagFile } from '../flag-file.js';
 import { OUTPUT_FLAG, renderData, type OutputFormat } from '../output.js';
 
 const KEY_ALGORITHMS = ['ec-p256', 'ec-p384', 'rsa-2048'] as const;
@@ -23,16 +24,6 @@ function durationFlag(value: string | undefined, flag: string, fallback: string)
   if (ms === undefined || ms <= 0)
     throw new UsageError(`--${flag} ${JSON.stringify(text)} is not a duration (expected e.g. 1h, 30m, 87600h)`);
   return ms;
-}
-
-function readFlagFile(path: string, flag: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new UsageError(
-      `--${flag} ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
-    );
-  }
 }
 
 /** The Mesh settings of the given manifests (defaults when they hold no Mesh); errors stop the command. */

@@ -1,6 +1,5 @@
 // trellis policy check | replay: a policy decision explained before traffic meets it, and the
 // flows a proposed policy set would change.
-import { readFileSync } from 'node:fs';
 import { UsageError } from '../../errors.js';
 import type { MeshModel } from '../../model/mesh-model.js';
 import { checkPolicy, type CheckResult } from '../../policy/check.js';
@@ -10,21 +9,12 @@ import type { RequestAuth } from '../../proxy/rbac/evaluate.js';
 import { didYouMean } from '../../util/did-you-mean.js';
 import type { EnvoyObject } from '../../xds/translate/route-match.js';
 import { HELP_FLAG, type Command } from '../command.js';
+import { readFlagFile } from '../flag-file.js';
 import { adminRequest, SERVER_FLAG, serverUrl } from '../control-plane-client.js';
 import { OUTPUT_FLAG, renderData, renderTable, type Io, type OutputFormat } from '../output.js';
 
 const SUBCOMMANDS = ['check', 'replay'] as const;
 const NOT_A_RECORD = 'not a flow record';
-
-function readFlagFile(path: string, flag: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new UsageError(
-      `--${flag} ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
-    );
-  }
-}
 
 /** The running control plane's model and the node Listeners it serves. */
 async function viewFromServer(server: string): Promise<PolicyView> {

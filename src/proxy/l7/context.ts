@@ -2,6 +2,7 @@
 // for per-request filter state. Implemented by Exchange (exchange.ts).
 import type { FormatContext } from './header-ops.js';
 import type { HeaderMap } from './headers.js';
+import type { MatchInput } from './matchers.js';
 import type { RouteEntry } from './route-table.js';
 
 export interface PeerInfo {
@@ -29,7 +30,7 @@ export interface LocalReply {
   readonly grpcStatus?: number;
 }
 
-export interface RequestContext extends FormatContext {
+export interface RequestContext extends FormatContext, MatchInput {
   readonly method: string;
   readonly scheme: string;
   /** :authority / Host. Filters may rewrite it (the route is already chosen). */

@@ -23,14 +23,8 @@ import { get, oneOf } from '../../envoy/values.js';
 import { bool, durationMs, list, num, obj, str, strList, L7ConfigError, type EnvoyObject } from '../config.js';
 import type { LocalReply, RequestContext } from '../context.js';
 import type { HttpFilterFactory } from '../filter.js';
-import { cookieValue, first, joined, type HeaderMap } from '../headers.js';
-import {
-  headerMatcher,
-  pathMatcher,
-  type MatchInput,
-  type RequestPredicate,
-  type StringPredicate,
-} from '../matchers.js';
+import { cookieValue, first, type HeaderMap } from '../headers.js';
+import { headerMatcher, pathMatcher, type RequestPredicate, type StringPredicate } from '../matchers.js';
 import {
   DEFAULT_CACHE_DURATION_MS,
   JwksCache,
@@ -545,31 +539,6 @@ function claimValue(payload: Record<string, unknown>, path: string): string | un
   return undefined;
 }
 
-function matchInput(ctx: RequestContext): MatchInput {
-  return {
-    header: (name) =>
-      name === ':path'
-        ? ctx.path
-        : name === ':method'
-          ? ctx.method
-          : name === ':authority' || name === 'host'
-            ? ctx.authority
-            : name === ':scheme'
-              ? ctx.scheme
-              : joined(ctx.headers[name]),
-    queryParam: (name) => {
-      const q = ctx.path.indexOf('?');
-      if (q < 0) return undefined;
-      for (const kv of ctx.path.slice(q + 1).split('&')) {
-        const eq = kv.indexOf('=');
-        if ((eq < 0 ? kv : kv.slice(0, eq)) === name) return eq < 0 ? '' : kv.slice(eq + 1);
-      }
-      return undefined;
-    },
-    isGrpc: ctx.isGrpc,
-  };
-}
-
 function unauthorized(ctx: RequestContext, status: Status): LocalReply {
   const q = ctx.path.indexOf('?');
   const realm = `${ctx.scheme}://${ctx.authority}${q >= 0 ? ctx.path.slice(0, q) : ctx.path}`;
@@ -654,7 +623,7 @@ export function jwtAuthnFilter(
           )
             continue;
           const path = ctx.path.split('?', 1)[0]!;
-          const rule = f.rules.find((r) => r.path(path) && r.headers.every((h) => h(matchInput(ctx))));
+          const rule = f.rules.find((r) => r.path(path) && r.headers.every((h) => h(ctx)));
           if (!rule?.requires) continue;
           // Output headers come only from verified tokens.
           for (const p of f.providers) {

@@ -4,7 +4,6 @@
 import { compileRbacFilters, REQUEST_AUTH_STATE, type CompiledRbac, type RequestAuth } from '../../rbac/evaluate.js';
 import type { EnvoyObject } from '../config.js';
 import type { HttpFilterFactory } from '../filter.js';
-import { joined } from '../headers.js';
 
 const DENIED = {
   status: 403,
@@ -37,14 +36,8 @@ export function rbacFilter(httpFiltersFor: (routeConfig: string) => readonly Env
               method: ctx.method,
               path: ctx.path,
               host: ctx.authority,
-              header: (name) =>
-                name === ':path'
-                  ? ctx.path
-                  : name === ':method'
-                    ? ctx.method
-                    : name === ':authority' || name === 'host'
-                      ? ctx.authority
-                      : joined(ctx.headers[name]),
+              // Host is :authority in HTTP/1.1 too (Envoy's view).
+              header: (name) => (name === 'host' ? ctx.authority : ctx.header(name)),
             },
           });
           return decision.allowed ? undefined : DENIED;
