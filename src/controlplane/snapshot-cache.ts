@@ -70,7 +70,7 @@ export class SnapshotCache implements SnapshotSource {
   }
 
   snapshot(nodeId: string, node?: NodeView): Snapshot | undefined {
-    const base = this.#baseSnapshot(node);
+    const base = this.#baseSnapshot(this.#withNodeLocality(nodeId, node));
     if (!base || !this.#secrets) return base;
     const secrets = this.#secrets.secretsFor(nodeId);
     if (secrets.length === 0) return base;
@@ -87,6 +87,22 @@ export class SnapshotCache implements SnapshotSource {
     const snapshot = new Snapshot(all);
     this.#withSecrets.set(nodeId, { base, names, snapshot });
     return snapshot;
+  }
+
+  /**
+   * A Trellis node process that sends no locality gets its Mesh node's (spec.nodes[].locality):
+   * the control plane knows where its nodes are, as istiod reads a proxy's locality from its
+   * Kubernetes node, so node proxies get locality-prioritized endpoints too.
+   */
+  #withNodeLocality(nodeId: string, node: NodeView | undefined): NodeView | undefined {
+    const loc = node?.locality;
+    if (loc && (loc.region || loc.zone || loc.sub_zone)) return node;
+    const mesh = this.#model?.nodes.find((n) => n.name === nodeId);
+    if (!mesh || (!mesh.locality.region && !mesh.locality.zone && !mesh.locality.subzone)) return node;
+    return {
+      ...node,
+      locality: { region: mesh.locality.region, zone: mesh.locality.zone, sub_zone: mesh.locality.subzone },
+    };
   }
 
   #baseSnapshot(node?: NodeView): Snapshot | undefined {

@@ -278,12 +278,47 @@ function ciliumRulesOf(p: Resource): { path: string; rule: CiliumRule }[] {
  * never enforced as written: say so instead of silently ignoring it.
  */
 function warnL7WithoutWaypoint(ctx: PolicyContext, policies: readonly PolicyBindingModel[]): void {
+  let fronted: Set<string> | undefined;
   for (const p of policies) {
     if (!p.needsL7 || p.scope === 'target' || p.workloads.length === 0) continue;
+    if (p.cilium) {
+      // Cilium HTTP ingress rules are enforced by the waypoint of a Service fronting the endpoint
+      // (the node then admits the waypoint); egress HTTP rules and unfronted endpoints are not.
+      fronted ??= new Set(ctx.services.filter((s) => s.waypoint).flatMap((s) => s.endpoints.map((e) => e.workload)));
+      const missing = ciliumL7Unenforced(ctx, p, fronted);
+      if (missing.length === 0) continue;
+      ctx.analysis.add(
+        'L7PolicyWithoutWaypoint',
+        p.source,
+        `has HTTP rules (toPorts[].rules.http) that no waypoint enforces for ${missing.join(', ')}: node proxies see L4 only, so those rules never allow there (fail closed). Put the workloads behind a waypoint (label their Service istio.io/use-waypoint); egress HTTP rules are not enforced yet`,
+      );
+      continue;
+    }
     ctx.analysis.add(
       'L7PolicyWithoutWaypoint',
       p.source,
       `needs an L7 proxy (HTTP methods, paths, headers or JWT), but it is bound by selector, so only node proxies enforce it and they see L4 only (L7 ALLOW rules never match there). Bind it with targetRefs to the Service (or its waypoint Gateway), as Istio ambient requires`,
     );
   }
+}
+
+/** The workloads (ids) a Cilium policy's HTTP rules select that no waypoint enforces them for. */
+function ciliumL7Unenforced(ctx: PolicyContext, p: PolicyBindingModel, fronted: ReadonlySet<string>): string[] {
+  const ids = new Set(p.workloads);
+  const selected = ctx.workloads.filter((w) => ids.has(w.id));
+  const out = new Set<string>();
+  const hasHttp = (rules: CiliumRuleLike['ingress']) =>
+    (rules ?? []).some((r) => (r.toPorts ?? []).some((tp) => (tp.rules?.http ?? []).length > 0));
+  for (const { rule } of p.cilium ?? []) {
+    if (rule.nodeSelector) continue;
+    const r = rule as CiliumRuleLike;
+    const ingress = hasHttp(r.ingress);
+    const egress = hasHttp(r.egress);
+    if (!ingress && !egress) continue;
+    for (const w of selected) {
+      if (!matchesSelector(rule.endpointSelector, ciliumLabels(w))) continue;
+      if (egress || !fronted.has(w.id)) out.add(w.id);
+    }
+  }
+  return [...out].sort();
 }

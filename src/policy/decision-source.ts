@@ -19,8 +19,11 @@ const NAMESPACED = /^(NetworkPolicy|CiliumNetworkPolicy)\/([^/]+)\/([^/]+)\/(.+)
 const CLUSTER = /^(CiliumClusterwideNetworkPolicy)\/([^/]+)\/(.+)$/;
 
 function rulePath(path: string): string {
-  const dotted = path.replace(/\//g, '.');
-  return dotted.startsWith('specs[') ? dotted : `spec.${dotted}`;
+  // "<rule>/via-waypoint": the node's entry letting the waypoint that enforced the rule's L7 part in.
+  const via = path.endsWith('/via-waypoint');
+  const dotted = (via ? path.slice(0, -'/via-waypoint'.length) : path).replace(/\//g, '.');
+  const rule = dotted.startsWith('specs[') ? dotted : `spec.${dotted}`;
+  return via ? `${rule} (through its waypoint)` : rule;
 }
 
 /** The policy and rule an RBAC policy name stands for (undefined for names no translation made). */

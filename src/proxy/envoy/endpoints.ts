@@ -13,6 +13,10 @@ export interface UsableEndpoint {
   readonly weight: number;
   /** The LbEndpoint (metadata, health). */
   readonly endpoint: EnvoyObject;
+  /** Index of its LocalityLbEndpoints in the assignment (which locality it is in). */
+  readonly locality: number;
+  /** That locality's load_balancing_weight (0 when unset: the locality takes no weighted share). */
+  readonly localityWeight: number;
 }
 
 /** EDS: the assignment named by eds_cluster_config.service_name (else the cluster name); others: load_assignment. */
@@ -35,8 +39,9 @@ export function usableEndpointsByPriority(
   cla: EnvoyObject | undefined,
 ): { readonly priority: number; readonly endpoints: UsableEndpoint[] }[] {
   const byPriority = new Map<number, UsableEndpoint[]>();
-  for (const group of list(cla?.endpoints)) {
+  for (const [locality, group] of list(cla?.endpoints).entries()) {
     const priority = num(group.priority) ?? 0;
+    const localityWeight = num(group.load_balancing_weight) ?? 0;
     for (const lbe of list(group.lb_endpoints)) {
       if (UNUSABLE.has(enumName(lbe.health_status, HEALTH) ?? '')) continue;
       const sa = obj(obj(obj(lbe.endpoint)?.address)?.socket_address);
@@ -45,7 +50,14 @@ export function usableEndpointsByPriority(
       if (!address || port === undefined) continue;
       let level = byPriority.get(priority);
       if (!level) byPriority.set(priority, (level = []));
-      level.push({ address, port, weight: Math.max(1, num(lbe.load_balancing_weight) ?? 1), endpoint: lbe });
+      level.push({
+        address,
+        port,
+        weight: Math.max(1, num(lbe.load_balancing_weight) ?? 1),
+        endpoint: lbe,
+        locality,
+        localityWeight,
+      });
     }
   }
   return [...byPriority].sort((a, b) => a[0] - b[0]).map(([priority, endpoints]) => ({ priority, endpoints }));

@@ -12,7 +12,7 @@
 import { durationMs, enumName, list, num, obj, str, type EnvoyObject, type L7Config } from './config.js';
 import { loadAssignmentOf, usableEndpointsByPriority } from '../envoy/endpoints.js';
 import {
-  createLoadBalancer,
+  levelBalancer,
   PriorityLoadBalancer,
   type LbHost,
   type LbOptions,
@@ -213,7 +213,11 @@ export class ClusterState {
     this.healthChecker = health?.checker;
     this.warnings = health?.warnings ?? [];
     const policy = lbPolicy(raw);
-    const options = lbOptions(raw);
+    const options: LbOptions = {
+      ...lbOptions(raw),
+      localityWeighted: obj(raw.common_lb_config)?.locality_weighted_lb_config !== undefined,
+      overprovisioningFactor,
+    };
     if (health && (health.outlier || health.checker)) {
       this.lb = new PriorityLoadBalancer(policy, levels, options, {
         panicThreshold: panicThreshold(raw),
@@ -222,7 +226,8 @@ export class ClusterState {
         source: health,
       });
     } else {
-      this.lb = createLoadBalancer(policy, levels.find((l) => l.hosts.length > 0)?.hosts ?? [], options);
+      const first = levels.find((l) => l.hosts.length > 0)?.hosts ?? [];
+      this.lb = levelBalancer(policy, first, first, options);
     }
     this.#byKey = this.outlier ? new Map(this.hosts.map((h) => [h.key, h])) : undefined;
   }
@@ -315,7 +320,7 @@ export class ClusterManager {
   ): PriorityLevel<HostState>[] {
     return usableEndpointsByPriority(cla).map(({ priority, endpoints }) => ({
       priority,
-      hosts: endpoints.map(({ address, port, weight, endpoint: lbe }) => {
+      hosts: endpoints.map(({ address, port, weight, endpoint: lbe, locality, localityWeight }) => {
         const key = sharedKey(name, cluster, lbe);
         let stats = shared.get(key) ?? this.#shared.get(key);
         if (!stats || stats.draining) {
@@ -333,6 +338,8 @@ export class ClusterManager {
           weight,
           endpoint: lbe,
           priority,
+          locality,
+          localityWeight,
           stats,
         };
       }),
@@ -390,31 +397,51 @@ function upstreamProtocol(c: EnvoyObject): UpstreamProtocol {
   return 'http1';
 }
 
-/** lb_policy, or the typed load_balancing_policy list (first policy we know). */
-function lbPolicy(c: EnvoyObject): LbPolicy {
-  const typed = list(obj(c.load_balancing_policy)?.policies);
-  for (const p of typed) {
-    const type = str(obj(obj(p.typed_extension_config)?.typed_config)?.['@type']) ?? '';
+const TYPED_LB: Readonly<Record<string, LbPolicy>> = {
+  RoundRobin: 'ROUND_ROBIN',
+  LeastRequest: 'LEAST_REQUEST',
+  Random: 'RANDOM',
+  RingHash: 'RING_HASH',
+  Maglev: 'MAGLEV',
+};
+
+/**
+ * The first entry of load_balancing_policy.policies we implement (Envoy's and gRPC's A52 rule:
+ * the list is in preference order, unknown entries are skipped), with its typed config.
+ * wrr_locality is looked through to its endpoint-picking policy.
+ */
+function typedLb(lbp: unknown, depth = 0): { policy: LbPolicy; config: EnvoyObject } | undefined {
+  if (depth > 16) return undefined;
+  for (const p of list(obj(lbp)?.policies)) {
+    const config = obj(obj(p.typed_extension_config)?.typed_config);
+    const type = str(config?.['@type']) ?? '';
     const last = type.slice(type.lastIndexOf('.') + 1);
-    const byType: Record<string, LbPolicy> = {
-      RoundRobin: 'ROUND_ROBIN',
-      LeastRequest: 'LEAST_REQUEST',
-      Random: 'RANDOM',
-      RingHash: 'RING_HASH',
-      Maglev: 'MAGLEV',
-    };
-    if (byType[last]) return byType[last];
+    const policy = TYPED_LB[last];
+    if (policy && config) return { policy, config };
+    if (last === 'WrrLocality') {
+      const child = typedLb(config?.endpoint_picking_policy, depth + 1);
+      if (child) return child;
+    }
   }
+  return undefined;
+}
+
+/** The typed load_balancing_policy (it wins, as in Envoy), else lb_policy. */
+function lbPolicy(c: EnvoyObject): LbPolicy {
+  const typed = typedLb(c.load_balancing_policy);
+  if (typed) return typed.policy;
   const name = enumName(c.lb_policy, LB_POLICIES) ?? 'ROUND_ROBIN';
   return (['ROUND_ROBIN', 'LEAST_REQUEST', 'RANDOM', 'RING_HASH', 'MAGLEV'] as const).includes(name as LbPolicy)
     ? (name as LbPolicy)
     : 'ROUND_ROBIN';
 }
 
+/** The policy's settings: from the typed policy's config when there is one, else the *_lb_config fields. */
 function lbOptions(c: EnvoyObject): LbOptions {
-  const ring = obj(c.ring_hash_lb_config);
-  const maglev = obj(c.maglev_lb_config);
-  const lr = obj(c.least_request_lb_config);
+  const typed = typedLb(c.load_balancing_policy)?.config;
+  const ring = typed ?? obj(c.ring_hash_lb_config);
+  const maglev = typed ?? obj(c.maglev_lb_config);
+  const lr = typed ?? obj(c.least_request_lb_config);
   const o: { -readonly [K in keyof LbOptions]: LbOptions[K] } = {};
   const min = num(ring?.minimum_ring_size);
   const max = num(ring?.maximum_ring_size);

@@ -9,6 +9,9 @@ export interface LbHost {
   readonly key: string;
   /** Requests in flight to this host (shared across config versions). */
   readonly stats: { active: number };
+  /** Its locality (an index into the assignment) and that locality's load_balancing_weight. */
+  readonly locality?: number;
+  readonly localityWeight?: number;
 }
 
 export interface LoadBalancer<H extends LbHost> {
@@ -22,6 +25,10 @@ export interface LbOptions {
   readonly maximumRingSize?: number;
   readonly maglevTableSize?: number;
   readonly choiceCount?: number;
+  /** common_lb_config.locality_weighted_lb_config: pick a locality by weight first. */
+  readonly localityWeighted?: boolean;
+  /** Overprovisioning factor in percent (140), for locality availability. */
+  readonly overprovisioningFactor?: number;
 }
 
 export type LbPolicy = 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RANDOM' | 'RING_HASH' | 'MAGLEV';
@@ -47,6 +54,67 @@ export function createLoadBalancer<H extends LbHost>(
       return new Maglev(hosts, options.maglevTableSize ?? 65537);
     default:
       return new RoundRobin(hosts);
+  }
+}
+
+/**
+ * The balancer of one priority level's `hosts` (its usable ones; `all` = every host of the
+ * level): Envoy's locality weighted balancing when the cluster asks for it and the hosts span
+ * several weighted localities — a locality by effective weight (its load_balancing_weight x
+ * min(1, overprovisioning x usable / all of its hosts)), then a host in it by the policy.
+ * Otherwise the policy over all of them.
+ */
+export function levelBalancer<H extends LbHost>(
+  policy: LbPolicy,
+  hosts: readonly H[],
+  all: readonly H[],
+  options: LbOptions = {},
+): LoadBalancer<H> {
+  if (!options.localityWeighted || hosts.length < 2) return createLoadBalancer(policy, hosts, options);
+  const groups = new Map<number, H[]>();
+  for (const h of hosts) {
+    const g = groups.get(h.locality ?? 0);
+    if (g) g.push(h);
+    else groups.set(h.locality ?? 0, [h]);
+  }
+  if (groups.size < 2) return createLoadBalancer(policy, hosts, options);
+  const totals = new Map<number, number>();
+  for (const h of all) totals.set(h.locality ?? 0, (totals.get(h.locality ?? 0) ?? 0) + 1);
+  const over = (options.overprovisioningFactor ?? 140) / 100;
+  const entries: { weight: number; lb: LoadBalancer<H> }[] = [];
+  for (const [loc, members] of groups) {
+    const availability = Math.min(1, (over * members.length) / (totals.get(loc) ?? members.length));
+    const weight = (members[0]!.localityWeight ?? 0) * availability;
+    if (weight > 0) entries.push({ weight, lb: createLoadBalancer(policy, members, options) });
+  }
+  if (entries.length === 0) return createLoadBalancer(policy, hosts, options);
+  if (entries.length === 1) return entries[0]!.lb;
+  return new LocalityWeighted(entries);
+}
+
+/** Smooth weighted round robin over localities, then the locality's own balancer. */
+class LocalityWeighted<H extends LbHost> implements LoadBalancer<H> {
+  readonly usesHash: boolean;
+  readonly #entries: readonly { weight: number; lb: LoadBalancer<H> }[];
+  readonly #credit: Float64Array;
+  readonly #total: number;
+
+  constructor(entries: readonly { weight: number; lb: LoadBalancer<H> }[]) {
+    this.#entries = entries;
+    this.#credit = new Float64Array(entries.length);
+    this.#total = entries.reduce((s, e) => s + e.weight, 0);
+    this.usesHash = entries.some((e) => e.lb.usesHash);
+  }
+
+  pick(hash: number | undefined): H | undefined {
+    const c = this.#credit;
+    let best = 0;
+    for (let i = 0; i < c.length; i++) {
+      c[i]! += this.#entries[i]!.weight;
+      if (c[i]! > c[best]!) best = i;
+    }
+    c[best]! -= this.#total;
+    return this.#entries[best]!.lb.pick(hash);
   }
 }
 
@@ -280,7 +348,7 @@ export class PriorityLoadBalancer<H extends LbHost> implements LoadBalancer<H> {
     this.#policy = policy;
     this.#options = options;
     this.#p = p;
-    this.#all = levels.map((l) => createLoadBalancer(policy, l.hosts, options));
+    this.#all = levels.map((l) => levelBalancer(policy, l.hosts, l.hosts, options));
     this.usesHash = this.#all.some((lb) => lb.usesHash);
     this.#refresh();
   }
@@ -353,7 +421,7 @@ export class PriorityLoadBalancer<H extends LbHost> implements LoadBalancer<H> {
       lbs.push(
         panic[i] || hosts.length === l.hosts.length
           ? this.#all[i]!
-          : createLoadBalancer(this.#policy, hosts, this.#options),
+          : levelBalancer(this.#policy, hosts, l.hosts, this.#options),
       );
     });
     this.#lbs = lbs;

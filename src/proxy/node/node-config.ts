@@ -1,10 +1,10 @@
 // What one node process must run, read from the xDS it holds (pure): its HBONE listener,
-// local workloads' outbound proxies, upstream ports and inbound ports (with their L4
+// local workloads' outbound proxies and upstream ports (with their egress policy), inbound ports (with their L4
 // authorization; plaintext ones where PeerAuthentication allows), its gateways and waypoints; and how to reach a destination (endpoint node
 // or waypoint).
 import { readTrellisMetadata } from '../../xds/struct.js';
 import { loadAssignmentOf, usableEndpoints } from '../envoy/endpoints.js';
-import { compileRbacFilters, type CompiledRbac } from '../rbac/evaluate.js';
+import { compileRbacFilters, NETWORK_RBAC_TYPE, type CompiledRbac } from '../rbac/evaluate.js';
 import type { EnvoyObject, XdsState } from '../xds-client.js';
 
 export interface Bind {
@@ -51,6 +51,36 @@ export function allowPolicyNames(filters: readonly EnvoyObject[]): string[] {
   return [...names].sort();
 }
 
+/**
+ * A workload's egress NetworkPolicy / Cilium filters, from the filter chain of its outbound or
+ * upstream listener: evaluated on the chosen destination before the node connects.
+ */
+export interface EgressPolicy {
+  readonly rbac: CompiledRbac;
+  /** The ALLOW rules in force ("NetworkPolicy/ns/name/egress[i]"): named in a flow record when none matched. */
+  readonly allowRules: readonly string[];
+}
+
+/** Every policy name of the ALLOW filters (NetworkPolicy rules are named "<Kind>/<ns>/<name>/egress[<i>]"). */
+export function allowRuleNames(filters: readonly EnvoyObject[]): string[] {
+  const names = new Set<string>();
+  for (const f of filters) {
+    const rules = (f.typed_config as { rules?: { action?: unknown; policies?: unknown } } | undefined)?.rules;
+    if (!rules || (rules.action !== undefined && rules.action !== 'ALLOW' && rules.action !== 0)) continue;
+    for (const key of Object.keys((rules.policies as object | undefined) ?? {})) names.add(key);
+  }
+  return [...names].sort();
+}
+
+/** The RBAC filters of a listener's chains (tcp_proxy and the like left out), or undefined when there are none. */
+function egressOf(chains: readonly EnvoyObject[]): EgressPolicy | undefined {
+  const filters = chains
+    .flatMap((c) => (c.filters as EnvoyObject[] | undefined) ?? [])
+    .filter((f) => (f.typed_config as { '@type'?: unknown } | undefined)?.['@type'] === NETWORK_RBAC_TYPE);
+  if (filters.length === 0) return undefined;
+  return { rbac: compileRbacFilters(filters, 'l4'), allowRules: allowRuleNames(filters) };
+}
+
 /** A plaintext way into a local workload port (PeerAuthentication PERMISSIVE or DISABLE). */
 export interface PlaintextInbound extends Bind {
   readonly name: string;
@@ -84,6 +114,8 @@ export interface NodeConfig {
   /** By name. */
   readonly plaintextInbound: readonly PlaintextInbound[];
   readonly l7: readonly L7Role[];
+  /** Outbound and upstream listener name -> its egress policy (absent: the workload may connect anywhere). */
+  readonly egress: ReadonlyMap<string, EgressPolicy>;
   /** Every identity this node answers or calls as. */
   readonly identities: readonly string[];
 }
@@ -123,6 +155,7 @@ export function nodeConfig(node: string, state: XdsState): NodeConfig {
   const inbound = new Map<string, InboundPort>();
   const plaintextInbound: PlaintextInbound[] = [];
   const l7: L7Role[] = [];
+  const egress = new Map<string, EgressPolicy>();
   const identities = new Set<string>();
   for (const [name, l] of state.listeners) {
     if (!name.startsWith(prefix)) continue;
@@ -132,6 +165,10 @@ export function nodeConfig(node: string, state: XdsState): NodeConfig {
     if (identity) identities.add(identity);
     const bind = bindOf(l);
     const chains = (l.filter_chains as EnvoyObject[] | undefined) ?? [];
+    if (role === 'outbound' || role === 'upstream') {
+      const e = egressOf(chains);
+      if (e) egress.set(name, e);
+    }
     if (role === 'hbone') hbone = bind;
     else if (role === 'outbound' && bind) outbound.push({ name, ...bind, workload: str(md.workload), identity });
     else if (role === 'upstream' && bind) {
@@ -193,6 +230,7 @@ export function nodeConfig(node: string, state: XdsState): NodeConfig {
     inbound,
     plaintextInbound,
     l7,
+    egress,
     identities: [...identities].sort(),
   };
 }
@@ -257,6 +295,20 @@ export class Resolver {
     const i = (this.#rr.get(clusterName) ?? 0) % eps.length;
     this.#rr.set(clusterName, i + 1);
     return this.#toEndpoint(eps[i]!, host, cluster.transport_socket !== undefined);
+  }
+
+  /**
+   * The usable endpoints ("ip", port) of a mesh service port: where a waypoint may send a
+   * connection addressed to it, for the source's egress policy. [] when none or not a service.
+   */
+  endpoints(host: string, port: number): { readonly address: string; readonly port: number }[] {
+    const clusterName = `outbound|${port}||${host}`;
+    const cluster = this.#state.clusters.get(clusterName);
+    if (!cluster) return [];
+    return endpointsOf(loadAssignmentOf(clusterName, cluster, this.#state.endpoints)).map((e) => ({
+      address: e.address,
+      port: e.port,
+    }));
   }
 
   #toEndpoint(ep: Ep, service: string | undefined, tls: boolean): Route {

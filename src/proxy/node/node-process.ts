@@ -254,9 +254,9 @@ export class NodeProcess {
     }
     for (const [key, o] of wanted) {
       if (this.#outbound.has(key)) continue;
-      const server = createHttpServer((req, res) => this.#forwardHttp(req, res, o.identity, o.workload));
+      const server = createHttpServer((req, res) => this.#forwardHttp(req, res, o.identity, o.workload, o.name));
       server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) =>
-        this.#forwardConnect(req, socket, head, o.identity, o.workload),
+        this.#forwardConnect(req, socket, head, o.identity, o.workload, o.name),
       );
       server.keepAliveTimeout = 60_000;
       try {
@@ -300,7 +300,12 @@ export class NodeProcess {
         client.once('close', () => sockets.delete(client));
         client.on('error', () => undefined);
         const route = this.#resolver?.resolve(u.host, u.destPort) ?? NOT_CONFIGURED;
-        this.#connectRoute(route, { identity: u.identity, workload: u.workload }, `${u.host}:${u.destPort}`).then(
+        this.#connectRoute(
+          route,
+          { identity: u.identity, workload: u.workload },
+          `${u.host}:${u.destPort}`,
+          u.name,
+        ).then(
           (up) => splice(client, up),
           () => client.destroy(),
         );
@@ -457,13 +462,47 @@ export class NodeProcess {
   }
 
   /**
+   * The source workload's egress policy (NetworkPolicy / Cilium, carried by the listener it came
+   * in on) on the destination the route picked, before anything is dialled. Kubernetes decides
+   * egress on the destination POD address and port (after the Service's DNAT), so an endpoint
+   * route is checked on that endpoint. A waypoint route has no endpoint yet (the waypoint picks
+   * one): every endpoint of the service must be allowed, so no choice of the waypoint's can
+   * reach a pod the policy forbids (fail closed). undefined: allowed.
+   */
+  #egressDenied(
+    listener: string,
+    route: Exclude<Route, { kind: 'refused' }>,
+    principal: string,
+  ): { reason: string; address: string } | undefined {
+    const policy = this.#config?.egress.get(listener);
+    if (!policy || policy.rbac.empty) return undefined;
+    let targets: { address: string; port: number }[];
+    if (route.kind === 'direct') targets = [{ address: route.address, port: route.port }];
+    else if (route.via === 'waypoint') {
+      const [host, port] = splitHostPort(route.authority);
+      targets = this.#resolver?.endpoints(host, port) ?? [];
+    } else {
+      const [address, port] = splitHostPort(route.authority);
+      targets = [{ address, port }];
+    }
+    for (const t of targets) {
+      const d = policy.rbac.evaluate({ principal, destinationIp: t.address, destinationPort: t.port });
+      if (!d.allowed)
+        return { reason: `egress ${deniedReason(d, policy.allowRules)}`, address: `${t.address}:${t.port}` };
+    }
+    return undefined;
+  }
+
+  /**
    * A connection for a workload to what it asked for ("host:port"): a tunnel, or a direct
-   * connection for a destination outside the mesh. Every outcome has its flow record.
+   * connection for a destination outside the mesh, if the workload's egress policy (on
+   * `listener`, the listener it came in on) allows it. Every outcome has its flow record.
    */
   async #connectRoute(
     route: Route,
     source: { readonly identity: string; readonly workload: string },
     requested: string,
+    listener: string,
   ): Promise<Duplex> {
     if (route.kind === 'refused') {
       this.#flow(
@@ -471,6 +510,23 @@ export class NodeProcess {
         'once',
       );
       throw new TunnelError(route.reason, route.reason);
+    }
+    const denied = this.#egressDenied(listener, route, source.identity);
+    if (denied) {
+      const service = route.service;
+      this.#flow(
+        {
+          direction: 'outbound',
+          verdict: 'DENIED',
+          reason: denied.reason,
+          source,
+          destination: { address: denied.address, ...(service ? { service } : {}) },
+          via: route.kind === 'direct' ? 'passthrough' : route.via,
+        },
+        'once',
+      );
+      // 403: the status a CONNECT or an absolute-form request is answered with.
+      throw new TunnelError('egress-denied', `${requested}: ${denied.reason}`, 403);
     }
     if (route.kind === 'direct') {
       const destination = {
@@ -508,7 +564,7 @@ export class NodeProcess {
   }
 
   /** HTTP_PROXY requests (absolute-form): forwarded over a kept-alive tunnel per destination. */
-  #forwardHttp(req: IncomingMessage, res: ServerResponse, identity: string, workload: string): void {
+  #forwardHttp(req: IncomingMessage, res: ServerResponse, identity: string, workload: string, listener: string): void {
     let url: URL;
     try {
       url = new URL(req.url ?? '');
@@ -520,12 +576,15 @@ export class NodeProcess {
     const port = Number(url.port || 80);
     const route = this.#resolver?.resolve(url.hostname, port) ?? NOT_CONFIGURED;
     if (route.kind === 'refused') {
-      void this.#connectRoute(route, { identity, workload }, `${url.hostname}:${port}`).catch(() => undefined);
+      void this.#connectRoute(route, { identity, workload }, `${url.hostname}:${port}`, listener).catch(
+        () => undefined,
+      );
       res.writeHead(503, { 'content-type': 'text/plain', 'trellis-reason': route.reason });
       res.end(`trellis: ${url.hostname}:${port}: ${route.reason}\n`);
       return;
     }
-    const poolKey = `${identity}|${url.hostname}:${port}`;
+    // Per listener too: the pool's connections were allowed by that listener's egress policy.
+    const poolKey = `${listener}|${identity}|${url.hostname}:${port}`;
     let pool = this.#pools.get(poolKey);
     if (!pool) {
       const requested = `${url.hostname}:${port}`;
@@ -533,7 +592,7 @@ export class NodeProcess {
       // Each new connection re-resolves (round robin across endpoints), as a cluster would.
       pool = new Http1Pool(target, async () => {
         const route = this.#resolver?.resolve(url.hostname, port) ?? NOT_CONFIGURED;
-        const tunnel = await this.#connectRoute(route, { identity, workload }, requested);
+        const tunnel = await this.#connectRoute(route, { identity, workload }, requested, listener);
         // HTTP/1.1 never half-closes: the far end finishing (its workload closed an idle
         // keep-alive connection) means the connection is gone.
         tunnel.once('end', () => tunnel.destroy());
@@ -599,11 +658,18 @@ export class NodeProcess {
   }
 
   /** CONNECT host:port (HTTPS_PROXY, or plain TCP through the proxy): one tunnel. */
-  #forwardConnect(req: IncomingMessage, socket: Socket, head: Buffer, identity: string, workload: string): void {
+  #forwardConnect(
+    req: IncomingMessage,
+    socket: Socket,
+    head: Buffer,
+    identity: string,
+    workload: string,
+    listener: string,
+  ): void {
     const [host, port] = splitHostPort(req.url ?? '');
     const route = this.#resolver?.resolve(host, port) ?? NOT_CONFIGURED;
     socket.on('error', () => undefined);
-    this.#connectRoute(route, { identity, workload }, `${host}:${port}`).then(
+    this.#connectRoute(route, { identity, workload }, `${host}:${port}`, listener).then(
       (up) => {
         socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
         if (head.length) up.write(head);

@@ -11,39 +11,9 @@ import type { EnvoyObject } from '../../xds/translate/route-match.js';
 import { array as list, get, isObj, type Obj } from '../envoy/values.js';
 import { permission, principal, type CompileContext } from './rules.js';
 import { and, NO, or, UNKNOWN, UNKNOWN_NODE, YES, type Eval } from './tri.js';
+import type { RbacAttributes } from './attributes.js';
 
-export interface RbacAttributes {
-  /** The peer's authenticated identity, the SPIFFE ID URI "spiffe://td/ns/x/sa/y" (undefined: plaintext peer). */
-  readonly principal?: string;
-  readonly sourceIp?: string;
-  readonly sourcePort?: number;
-  readonly destinationIp?: string;
-  readonly destinationPort?: number;
-  /**
-   * The request's verified JWT (RequestAuthentication, set by the jwt_authn filter): Istio's
-   * request.auth.principal "<iss>/<sub>" and the token's claims (request.auth.claims[...]).
-   * undefined: no valid token came with the request.
-   */
-  readonly requestAuth?: RequestAuth;
-  /** The TLS SNI; undefined: none was sent (matched as "", as Envoy does). */
-  readonly sni?: string;
-  readonly http?: {
-    readonly method: string;
-    /** With the query string. */
-    readonly path: string;
-    readonly host: string;
-    /** Lowercase name; repeated headers joined with ",". */
-    header(name: string): string | undefined;
-  };
-}
-
-export interface RequestAuth {
-  readonly principal: string;
-  readonly claims: Readonly<Record<string, unknown>>;
-}
-
-/** The ctx.filterState key under which the jwt_authn filter leaves the request's RequestAuth for RBAC. */
-export const REQUEST_AUTH_STATE = Symbol.for('trellis.request-auth');
+export { REQUEST_AUTH_STATE, type RbacAttributes, type RequestAuth } from './attributes.js';
 
 export interface RbacDecision {
   readonly allowed: boolean;

@@ -1,6 +1,6 @@
 // Envoy config.rbac.v3 Permission and Principal trees compiled to three-valued matchers.
 // Every input shape is read once here; evaluation only runs the resulting closures.
-import type { RbacAttributes, RequestAuth } from './evaluate.js';
+import type { RbacAttributes, RequestAuth } from './attributes.js';
 import { attributeIp, compileCidr, inCidr } from './ip.js';
 import { array as list, get, isObj, num, oneOf } from '../envoy/values.js';
 import { regexMatcher, stringMatcher, type StringTest } from '../envoy/string-matcher.js';

@@ -3,7 +3,7 @@
 // false would turn into true under not_rule/not_id (an ALLOW rule with notPaths would then
 // allow every connection at L4). The caller of a policy decides what UNKNOWN means:
 // ALLOW treats it as no match, DENY as a match (fail closed both ways).
-import type { RbacAttributes } from './evaluate.js';
+import type { RbacAttributes } from './attributes.js';
 
 export const NO = 0;
 export const YES = 1;

@@ -20,6 +20,15 @@
 // always matches (CIDR groups, node/group selectors, Kafka/DNS L7 rules, header secrets...).
 // Cilium HTTP rules become HTTP header permissions: only an L7 engine evaluates them; at L4 the
 // evaluator treats them as unknown, so the connection is refused rather than let through.
+//
+// Waypoints (Istio ambient's split): a service's waypoint runs its endpoints' ingress filters as
+// HTTP RBAC with the real caller (`destinationPort` fixes the port entries: the waypoint's RBAC
+// runs before routing and sees no destination port). The node, which sees the waypoint's
+// identity, then admits the waypoint on a rule's HTTP ports (`waypointIdentities`, policies named
+// ".../ingress[<i>]/via-waypoint") instead of failing closed: the waypoint enforced the rule.
+// L3/L4-only rules get no such grant: at the node they see the waypoint's identity, as in Istio
+// ambient. To have the waypoint enforce one with the real caller, give its toPorts entry a
+// match-all HTTP rule (`rules: { http: [{}] }`).
 import type { CiliumRule, Entity } from '../../config/kinds/cilium/cilium-network-policy.js';
 import { parseCiliumPort } from '../../config/kinds/cilium/cilium-network-policy.js';
 import type { NetworkPolicySpec } from '../../config/kinds/kubernetes/network-policy.js';
@@ -37,6 +46,17 @@ export interface NetworkPolicyFilterOptions {
   readonly layer: 'network' | 'http';
   /** Network RBAC's required stat_prefix; defaults to the filter name. */
   readonly statPrefix?: string;
+  /**
+   * A waypoint chain (layer http): the workload port its traffic is delivered to. Port entries
+   * are decided against it here, since the waypoint's RBAC sees no destination port.
+   */
+  readonly destinationPort?: number;
+  /**
+   * The node inbound (layer network): identities of the waypoints fronting the workload. An
+   * ingress ALLOW rule whose ports carry HTTP rules admits them on those ports: the waypoint
+   * already enforced the whole rule with the real caller.
+   */
+  readonly waypointIdentities?: readonly string[];
 }
 
 type Action = 'ALLOW' | 'DENY';
@@ -112,16 +132,23 @@ interface PortSpec {
  * One port entry on the destination: a name resolves against the destination workload's ports
  * (none: no match). Only TCP (or Cilium's ANY) can match a Trellis listener, which is TCP.
  */
-function portPerm(p: PortSpec, dest: WorkloadModel | undefined): EnvoyObject | undefined {
+function portPerm(p: PortSpec, dest: WorkloadModel | undefined, fixed?: number): EnvoyObject | undefined {
   if (p.protocol !== 'TCP' && p.protocol !== 'ANY') return undefined;
   if (p.port === undefined || p.port === 0) return ANY;
+  let start: number;
+  let end: number; // inclusive
   if (typeof p.port === 'string') {
     const n = dest ? namedPort(dest, p.port) : undefined;
-    return n === undefined ? undefined : { destination_port: n };
+    if (n === undefined) return undefined;
+    start = end = n;
+  } else {
+    start = p.port;
+    end = p.endPort !== undefined && p.endPort > p.port ? p.endPort : p.port;
   }
-  if (p.endPort !== undefined && p.endPort > p.port)
-    return { destination_port_range: { start: p.port, end: p.endPort + 1 } }; // Int32Range end is exclusive
-  return { destination_port: p.port };
+  // A known destination port (a waypoint chain): decided now, exactly.
+  if (fixed !== undefined) return fixed >= start && fixed <= end ? ANY : undefined;
+  if (end > start) return { destination_port_range: { start, end: end + 1 } }; // Int32Range end is exclusive
+  return { destination_port: start };
 }
 
 function namedPort(w: WorkloadModel, name: string): number | undefined {
@@ -131,9 +158,13 @@ function namedPort(w: WorkloadModel, name: string): number | undefined {
 }
 
 /** ORed port entries; absent or empty: every port. undefined: no entry can match. */
-function portsPerm(ports: readonly PortSpec[] | undefined, dest: WorkloadModel | undefined): EnvoyObject | undefined {
+function portsPerm(
+  ports: readonly PortSpec[] | undefined,
+  dest: WorkloadModel | undefined,
+  fixed?: number,
+): EnvoyObject | undefined {
   if (!ports || ports.length === 0) return ANY;
-  const perms = ports.map((p) => portPerm(p, dest)).filter((p): p is EnvoyObject => p !== undefined);
+  const perms = ports.map((p) => portPerm(p, dest, fixed)).filter((p): p is EnvoyObject => p !== undefined);
   if (perms.some((p) => p === ANY)) return ANY;
   return perms.length ? orPerm(perms) : undefined;
 }
@@ -181,19 +212,20 @@ export function ingressNetworkPolicyFilters(
   workload: WorkloadModel,
   options: NetworkPolicyFilterOptions,
 ): EnvoyObject[] {
-  return filters('ingress', build(model, workload, 'ingress'), options);
+  return filters('ingress', build(model, workload, 'ingress', options), options);
 }
 
 /**
  * The RBAC filters for a workload's outgoing connections (its egress policies), destination in
- * the permissions. Not yet wired into the outbound path: exposed for it and for analysis.
+ * the permissions. The node checks them before connecting out (node-proxy.ts puts them on the
+ * workload's outbound and upstream listeners).
  */
 export function egressNetworkPolicyFilters(
   model: MeshModel,
   workload: WorkloadModel,
   options: NetworkPolicyFilterOptions,
 ): EnvoyObject[] {
-  return filters('egress', build(model, workload, 'egress'), options);
+  return filters('egress', build(model, workload, 'egress', options), options);
 }
 
 const KINDS = new Set(['NetworkPolicy', 'CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy']);
@@ -238,10 +270,11 @@ interface Ctx {
   /** The workload the filters are for: the destination (ingress) or the source (egress). */
   readonly self: WorkloadModel;
   readonly dir: Direction;
+  readonly options: NetworkPolicyFilterOptions;
 }
 
-function build(model: MeshModel, self: WorkloadModel, dir: Direction): Built {
-  const ctx: Ctx = { model, td: model.mesh.trustDomain, self, dir };
+function build(model: MeshModel, self: WorkloadModel, dir: Direction, options: NetworkPolicyFilterOptions): Built {
+  const ctx: Ctx = { model, td: model.mesh.trustDomain, self, dir, options };
   const allow: Record<string, EnvoyObject> = {};
   const deny: Record<string, EnvoyObject> = {};
   let isolated = false;
@@ -284,7 +317,7 @@ function k8sPolicy(ctx: Ctx, b: PolicyBindingModel, spec: NetworkPolicySpec, all
   if (ctx.dir === 'ingress') {
     (spec.ingress ?? []).forEach((rule, i) => {
       // `from` and `ports` absent or empty: every source / every port.
-      const ports = portsPerm(rule.ports, ctx.self);
+      const ports = portsPerm(rule.ports, ctx.self, ctx.options.destinationPort);
       const ids = rule.from?.length ? orIds(rule.from.map((p) => k8sPeerId(ctx, ns, p))) : ANY;
       allow[`${b.id}/ingress[${i}]`] = { permissions: [ports ?? NO_PERM], principals: [ids] };
     });
@@ -406,6 +439,8 @@ function ciliumRule(
   allows.forEach((r, i) => {
     allow[`${prefix}/${field}[${i}]`] =
       ctx.dir === 'ingress' ? ciliumIngressPolicy(ctx, b, r, 'ALLOW') : ciliumEgressPolicy(ctx, b, r, 'ALLOW');
+    const via = ctx.dir === 'ingress' ? viaWaypoint(ctx, r as CiliumIngress) : undefined;
+    if (via) allow[`${prefix}/${field}[${i}]/via-waypoint`] = via;
   });
   denies.forEach((r, i) => {
     deny[`${prefix}/${field}Deny[${i}]`] =
@@ -451,7 +486,28 @@ function ciliumIngressPolicy(ctx: Ctx, b: PolicyBindingModel, r: CiliumIngress, 
     // Requirements narrow the sources; applied to this rule (Cilium applies them to every rule of the endpoint).
     ids = andIds([ids, identityIds(ciliumSelected(ctx, b, r.fromRequires))]);
   }
-  return { permissions: [ciliumL4(r, ctx.self, action)], principals: [ids] };
+  return { permissions: [ciliumL4(r, ctx.self, action, ctx.options.destinationPort)], principals: [ids] };
+}
+
+/**
+ * At the node: the fronting waypoints on the ports of the rule's toPorts entries that carry HTTP
+ * rules (and only HTTP: the waypoint cannot evaluate Kafka or DNS rules, so those stay closed).
+ * The waypoint ran the whole rule, L3 peers included, with the real caller.
+ */
+function viaWaypoint(ctx: Ctx, r: CiliumIngress): EnvoyObject | undefined {
+  const waypoints = ctx.options.waypointIdentities ?? [];
+  if (!waypoints.length || !nonEmpty(r.toPorts)) return undefined;
+  const httpPorts = r.toPorts.filter((tp) => tp.rules !== undefined && httpOnly(tp.rules));
+  if (!httpPorts.length) return undefined;
+  const perm = ciliumL4({ toPorts: httpPorts.map((tp) => (tp.ports ? { ports: tp.ports } : {})) }, ctx.self, 'ALLOW');
+  const ids = [...new Set(waypoints)].sort().map((id) => ({ authenticated: { principal_name: { exact: id } } }));
+  return { permissions: [perm], principals: [orIds(ids)] };
+}
+
+function httpOnly(rules: NonNullable<CiliumPortRule['rules']>): boolean {
+  const r = rules as Readonly<Record<string, unknown>>;
+  const others = Object.keys(r).filter((k) => k !== 'http' && Array.isArray(r[k]) && (r[k] as unknown[]).length > 0);
+  return others.length === 0 && (rules.http ?? []).length > 0;
 }
 
 function ciliumEgressPolicy(ctx: Ctx, b: PolicyBindingModel, r: CiliumEgress, action: Action): EnvoyObject {
@@ -593,6 +649,7 @@ function ciliumL4(
   r: { readonly toPorts?: readonly CiliumPortRule[]; readonly icmps?: readonly unknown[] },
   dest: WorkloadModel | undefined,
   action: Action,
+  fixed?: number,
 ): EnvoyObject {
   if (!nonEmpty(r.toPorts)) return nonEmpty(r.icmps) ? NO_PERM : ANY;
   return orPerm(
@@ -604,6 +661,7 @@ function ciliumL4(
           ...(p.endPort ? { endPort: p.endPort } : {}),
         })),
         dest,
+        fixed,
       );
       if (!ports) return NO_PERM;
       const l7 = tp.rules ? ciliumL7(tp.rules, action) : undefined;

@@ -5,7 +5,9 @@
 // wildcard and keeps its own:
 //   trellis/<node>/hbone                        the HBONE (HTTP/2 CONNECT over mTLS) listener
 //   trellis/<node>/outbound/<ns>/<workload>     a local workload's outbound HTTP proxy (HTTP_PROXY),
-//                                               whose source identity is that workload's
+//                                               whose source identity is that workload's; its filter
+//                                               chain (if any) holds the workload's egress NetworkPolicy
+//                                               filters (network RBAC), checked before connecting
 //   trellis/<node>/inbound/<ip>:<port>          a local workload port: the L4 authorization
 //                                               (network RBAC) the node enforces before delivering
 //   trellis/<node>/inbound-plaintext/<ip>:<port>
@@ -15,7 +17,8 @@
 //   trellis/<node>/upstream/<ns>/<workload>/<localPort>
 //                                               a local workload's plain-TCP port for one destination
 //                                               (Workload spec.upstreams): tcp_proxy to the service's
-//                                               cluster, the destination "host:port" in the metadata
+//                                               cluster (after the same egress filters), the destination
+//                                               "host:port" in the metadata
 //   trellis/<node>/gateway/<ns>/<name>/<port>   an ingress gateway port, HCM -> RDS
 //   trellis/<node>/waypoint/<ns>/<name>         a waypoint: one filter chain per service port it
 //                                               serves, named "<host>:<port>" (the HBONE authority)
@@ -35,7 +38,7 @@ import { bindsOverlap, inboundPlaintextPorts, nodeBinds, outboundProxyPorts } fr
 import { TYPE_URLS, xdsResource, type XdsResource } from '../snapshot.js';
 import { trellisMetadata } from '../struct.js';
 import { gatewayRequestAuthentications, jwtAuthnFilter, waypointRequestAuthentications } from './jwt-authn.js';
-import { ingressNetworkPolicyFilters } from './network-policy.js';
+import { egressNetworkPolicyFilters, ingressNetworkPolicyFilters } from './network-policy.js';
 import { rbacFilters } from './rbac.js';
 import type { EnvoyObject } from './route-match.js';
 import { CORS_FILTER, CORS_TYPE, effectiveHostnames, FAULT_FILTER, FAULT_TYPE } from './routes.js';
@@ -89,7 +92,7 @@ export function nodeProxyResources(t: NodeTranslation): XdsResource[] {
     const ports = outboundProxyPorts(node, local, gws);
     for (const w of local) {
       out.push(
-        listener(`${prefix}outbound/${w.namespace}/${w.name}`, node.address, ports.get(w.id)!, [], {
+        listener(`${prefix}outbound/${w.namespace}/${w.name}`, node.address, ports.get(w.id)!, outboundChains(t, w), {
           role: 'outbound',
           workload: w.id,
           identity: w.identity,
@@ -107,6 +110,23 @@ export function nodeProxyResources(t: NodeTranslation): XdsResource[] {
     out.push(...inboundPlaintextListeners(t, prefix, node, local, gws));
   }
   return out;
+}
+
+/**
+ * The CNI layer's egress side (NetworkPolicy / Cilium egress rules of the SOURCE workload, destination
+ * in the permissions) as network RBAC filters: the node evaluates them on the destination it picked
+ * before connecting, so both the workload's HTTP_PROXY / CONNECT listener and its upstream ports
+ * carry them. [] when the workload is not isolated for egress.
+ */
+function egressFilters(t: NodeTranslation, w: WorkloadModel, statPrefix: string): EnvoyObject[] {
+  return egressNetworkPolicyFilters(t.model, w, { layer: 'network', statPrefix });
+}
+
+/** The outbound proxy's one filter chain: only its egress filters (the proxying is the node's own). */
+function outboundChains(t: NodeTranslation, w: WorkloadModel): EnvoyObject[] {
+  const name = `outbound|${w.namespace}/${w.name}`;
+  const filters = egressFilters(t, w, name);
+  return filters.length ? [{ name, filters }] : [];
 }
 
 /**
@@ -139,6 +159,8 @@ function upstreamListeners(
             {
               name: `upstream|${destination}`,
               filters: [
+                // Egress policy before the proxy, as a network RBAC filter ahead of tcp_proxy in Envoy.
+                ...egressFilters(t, w, cluster),
                 {
                   name: 'envoy.filters.network.tcp_proxy',
                   typed_config: { '@type': TCP_PROXY_TYPE, stat_prefix: cluster, cluster },
@@ -206,8 +228,13 @@ function applied(
 function inboundListener(t: NodeTranslation, prefix: string, w: WorkloadModel, port: number): XdsResource {
   const rbac = [
     ...networkRbac(rbacFilters(applied(t, [w.id], []), t.model.mesh.trustDomain), `inbound|${port}`),
-    // The CNI layer (NetworkPolicy, Cilium): separate filters, so both layers must allow.
-    ...ingressNetworkPolicyFilters(t.model, w, { layer: 'network', statPrefix: `inbound|${port}` }),
+    // The CNI layer (NetworkPolicy, Cilium): separate filters, so both layers must allow. The
+    // waypoints in front of this port enforce its HTTP rules, so those rules admit them here.
+    ...ingressNetworkPolicyFilters(t.model, w, {
+      layer: 'network',
+      statPrefix: `inbound|${port}`,
+      waypointIdentities: frontingWaypoints(t.model, w, port),
+    }),
   ];
   return listener(
     `${prefix}inbound/${w.address}:${port}`,
@@ -276,7 +303,106 @@ function hcm(routeConfig: string, httpFilters: readonly EnvoyObject[]): EnvoyObj
   };
 }
 
-/** A waypoint: per HTTP port of each service using it, the service's routes and the policies attached to the service. */
+/** A workload port a waypoint chain can deliver to. */
+interface WaypointTarget {
+  readonly workload: WorkloadModel;
+  readonly port: number;
+}
+
+/**
+ * Where the waypoint chain of a service port can deliver: the endpoints of the backends of the
+ * mesh routes (HTTPRoute / GRPCRoute) attached to the service, mirrors included, and the
+ * service's own endpoints (its default route). A superset is safe: the chain then enforces more
+ * endpoints' network policies, never fewer. (Mesh VirtualServices are not followed yet.)
+ */
+function waypointTargets(model: MeshModel, svc: ServiceModel, port: ServiceModel['ports'][number]): WaypointTarget[] {
+  const byId = workloadsById(model);
+  const out: WaypointTarget[] = [];
+  const add = (s: ServiceModel, portName: string) => {
+    for (const e of s.endpoints) {
+      const w = byId.get(e.workload);
+      const target = e.ports[portName];
+      if (w && target !== undefined) out.push({ workload: w, port: target });
+    }
+  };
+  add(svc, port.name);
+  for (const r of model.routes) {
+    if ((r.kind !== 'HTTPRoute' && r.kind !== 'GRPCRoute') || !r.attachedTo.includes(svc.id)) continue;
+    for (const rule of r.rules) {
+      for (const b of [...rule.backends, ...(rule.mirrors ?? [])]) {
+        const s = b.service ? model.services.find((x) => x.id === b.service) : undefined;
+        const sp = s?.ports.find((x) => x.port === b.port) ?? (s?.ports.length === 1 ? s.ports[0] : undefined);
+        if (s && sp) add(s, sp.name);
+      }
+    }
+  }
+  return out;
+}
+
+/** Per model (immutable): "<workload id>|<port>" -> identities of the waypoints delivering to it. */
+const frontingCache = new WeakMap<MeshModel, Map<string, string[]>>();
+
+/**
+ * The identities of the waypoints whose chains (waypointListener) deliver to this workload port,
+ * and so carry its network policies. Indexed once per model: every inbound listener asks.
+ */
+function frontingWaypoints(model: MeshModel, w: WorkloadModel, port: number): string[] {
+  let index = frontingCache.get(model);
+  if (!index) {
+    const built = new Map<string, Set<string>>();
+    for (const svc of model.services) {
+      const gw = svc.waypoint ? model.gateways.find((g) => g.id === svc.waypoint && g.role === 'waypoint') : undefined;
+      if (!gw) continue;
+      for (const p of svc.ports) {
+        if (!HTTP_PROTOCOLS.has(p.protocol)) continue;
+        for (const target of waypointTargets(model, svc, p)) {
+          const key = `${target.workload.id}|${target.port}`;
+          const ids = built.get(key);
+          if (ids) ids.add(gw.identity);
+          else built.set(key, new Set([gw.identity]));
+        }
+      }
+    }
+    index = new Map([...built].map(([k, v]) => [k, [...v].sort(compareStrings)]));
+    frontingCache.set(model, index);
+  }
+  return index.get(`${w.id}|${port}`) ?? [];
+}
+
+const byIdCache = new WeakMap<MeshModel, Map<string, WorkloadModel>>();
+function workloadsById(model: MeshModel): Map<string, WorkloadModel> {
+  let m = byIdCache.get(model);
+  if (!m) byIdCache.set(model, (m = new Map(model.workloads.map((w) => [w.id, w]))));
+  return m;
+}
+
+/**
+ * The CNI layer at a waypoint chain: the ingress NetworkPolicy / Cilium filters (http RBAC, with
+ * the real caller and the HTTP attributes) of every workload port the chain can deliver to. RBAC
+ * runs before the router picks an endpoint, so when those differ every distinct set is added: a
+ * request must pass each (the intersection), never more than any one endpoint would admit.
+ */
+function waypointNetworkPolicyFilters(
+  t: NodeTranslation,
+  svc: ServiceModel,
+  port: ServiceModel['ports'][number],
+): EnvoyObject[] {
+  const seen = new Set<string>();
+  const out: EnvoyObject[] = [];
+  for (const { workload, port: target } of waypointTargets(t.model, svc, port)) {
+    const filters = ingressNetworkPolicyFilters(t.model, workload, { layer: 'http', destinationPort: target });
+    const key = JSON.stringify(filters);
+    if (filters.length === 0 || seen.has(key)) continue;
+    seen.add(key);
+    out.push(...filters);
+  }
+  return out;
+}
+
+/**
+ * A waypoint: per HTTP port of each service using it, the service's routes, the policies attached
+ * to the service, then its endpoints' network policies (both layers must allow).
+ */
 function waypointListener(t: NodeTranslation, prefix: string, node: NodeModel, gw: GatewayModel): XdsResource {
   const served = t.model.services.filter((s) => s.waypoint === gw.id);
   const chains: EnvoyObject[] = [];
@@ -287,7 +413,7 @@ function waypointListener(t: NodeTranslation, prefix: string, node: NodeModel, g
     for (const p of svc.ports) {
       if (!HTTP_PROTOCOLS.has(p.protocol)) continue;
       const name = `${svc.hostname}:${p.port}`;
-      chains.push({ name, filters: [hcm(name, filters)] });
+      chains.push({ name, filters: [hcm(name, [...filters, ...waypointNetworkPolicyFilters(t, svc, p)])] });
     }
   }
   return listener(`${prefix}waypoint/${gw.namespace}/${gw.name}`, node.address, node.ports.hbone, chains, {

@@ -225,8 +225,7 @@ function cluster(ctx: Ctx, svc: ServiceModel, port: ServicePortModel, subset: st
     name,
     type: 'EDS',
     eds_cluster_config: { eds_config: ADS, service_name: name },
-    lb_policy: policy?.loadBalancer?.consistentHash ? 'RING_HASH' : 'ROUND_ROBIN',
-    ...ringHashConfig(policy),
+    ...lbPolicyFields(policy),
   };
   const pool = policy?.connectionPool;
   if (pool) {
@@ -276,6 +275,14 @@ function cluster(ctx: Ctx, svc: ServiceModel, port: ServicePortModel, subset: st
     // routing unless the DestinationRule's outlierDetection.minHealthPercent set a threshold.
     if (!body.common_lb_config) body.common_lb_config = { healthy_panic_threshold: { value: 0 } };
   }
+  if (policy?.loadBalancer?.localityLbSetting?.distribute?.length) {
+    // distribute sets locality weights (EDS); Envoy and the L7 engine honour them only with
+    // locality weighted balancing on (gRPC clients always do).
+    body.common_lb_config = {
+      ...((body.common_lb_config as EnvoyObject | undefined) ?? {}),
+      locality_weighted_lb_config: {},
+    };
+  }
   const tls = clusterTls(ctx, svc, port, subset);
   if (tls) body.transport_socket = tls;
   if (port.protocol === 'GRPC' || port.protocol === 'HTTP2') {
@@ -309,6 +316,51 @@ function clusterTls(ctx: Ctx, svc: ServiceModel, port: ServicePortModel, subset:
       : eps.every((e) => ctx.security.mtlsMode(ctx.workloadsById.get(e.workload), e.ports[port.name]!) === 'STRICT');
   if (!strict) return undefined;
   return upstreamTls(eps.length > 0 ? eps.map((e) => e.identity) : svc.identities);
+}
+
+const LB_TYPE = 'type.googleapis.com/envoy.extensions.load_balancing_policies.';
+
+function typedLbPolicy(name: string, type: string, config: EnvoyObject = {}): EnvoyObject {
+  return {
+    typed_extension_config: {
+      name: `envoy.load_balancing_policies.${name}`,
+      typed_config: { '@type': LB_TYPE + type, ...config },
+    },
+  };
+}
+
+/**
+ * The cluster's LB policy. ROUND_ROBIN (or unset) and consistentHash stay in lb_policy, which every
+ * client reads. LEAST_REQUEST (LEAST_CONN is Istio's deprecated alias) and RANDOM go in
+ * load_balancing_policy instead: grpc-js-xds NACKs those lb_policy values, and both Envoy and gRPC
+ * (A52) take the first entry of `policies` they implement, so gRPC clients, which have neither,
+ * skip to the last entry. That one is wrr_locality over round_robin because it is exactly what
+ * gRPC turns lb_policy ROUND_ROBIN into, so they keep their locality weighting. PASSTHROUGH
+ * (Istio's ORIGINAL_DST) has no meaning for EDS clusters: round robin.
+ */
+function lbPolicyFields(policy: TrafficPolicy | undefined): EnvoyObject {
+  const lb = policy?.loadBalancer;
+  if (lb?.consistentHash) return { lb_policy: 'RING_HASH', ...ringHashConfig(policy) };
+  // With a typed policy Envoy reads locality weighting from its config, not common_lb_config.
+  const locality: EnvoyObject = lb?.localityLbSetting?.distribute?.length
+    ? { locality_lb_config: { locality_weighted_lb_config: {} } }
+    : {};
+  let first: EnvoyObject;
+  if (lb?.simple === 'LEAST_REQUEST' || lb?.simple === 'LEAST_CONN') {
+    // choice_count 2 is Envoy's default, written out as istiod does.
+    first = typedLbPolicy('least_request', 'least_request.v3.LeastRequest', {
+      choice_count: { value: 2 },
+      ...locality,
+    });
+  } else if (lb?.simple === 'RANDOM') {
+    first = typedLbPolicy('random', 'random.v3.Random', locality);
+  } else {
+    return { lb_policy: 'ROUND_ROBIN' };
+  }
+  const fallback = typedLbPolicy('wrr_locality', 'wrr_locality.v3.WrrLocality', {
+    endpoint_picking_policy: { policies: [typedLbPolicy('round_robin', 'round_robin.v3.RoundRobin')] },
+  });
+  return { load_balancing_policy: { policies: [first, fallback] } };
 }
 
 function ringHashConfig(policy: TrafficPolicy | undefined): EnvoyObject {
