@@ -215,7 +215,7 @@ export class ClusterState {
     const policy = lbPolicy(raw);
     const options: LbOptions = {
       ...lbOptions(raw),
-      localityWeighted: obj(raw.common_lb_config)?.locality_weighted_lb_config !== undefined,
+      localityWeighted: localityWeighted(raw),
       overprovisioningFactor,
     };
     if (health && (health.outlier || health.checker)) {
@@ -424,6 +424,16 @@ function typedLb(lbp: unknown, depth = 0): { policy: LbPolicy; config: EnvoyObje
     }
   }
   return undefined;
+}
+
+/**
+ * Locality weighted balancing: common_lb_config.locality_weighted_lb_config, or with a typed
+ * policy (which wins, as in Envoy) its locality_lb_config.locality_weighted_lb_config.
+ */
+function localityWeighted(c: EnvoyObject): boolean {
+  const typed = typedLb(c.load_balancing_policy);
+  if (typed) return obj(obj(typed.config.locality_lb_config)?.locality_weighted_lb_config) !== undefined;
+  return obj(c.common_lb_config)?.locality_weighted_lb_config !== undefined;
 }
 
 /** The typed load_balancing_policy (it wins, as in Envoy), else lb_policy. */
