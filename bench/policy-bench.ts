@@ -7,6 +7,7 @@
 // Scenarios:
 //   namespace-wide: every policy applies to the destination (no selector, its namespace); each
 //     allows one client identity — the worst case for a linear scan.
+//   namespaces: like namespace-wide, each allowing one namespace (Istio `namespaces` sources).
 //   spread: each policy selects its own workload (as teams write them); the destination has a
 //     few, the rest of the mesh has the others.
 //
@@ -29,7 +30,7 @@ import { proxylessSnapshot } from '../src/xds/translate/proxyless.js';
 const DECISIONS = Number(process.env.BENCH_DECISIONS ?? '') || 1_000_000;
 const BATCH = 1000;
 const SIZES = [10, 1000, 10_000] as const;
-type Scenario = 'namespace-wide' | 'spread' | 'linear scan (no index)';
+type Scenario = 'namespace-wide' | 'namespaces' | 'spread' | 'linear scan (no index)';
 
 const HEADER = `apiVersion: trellis.dev/v1alpha1
 kind: Mesh
@@ -63,7 +64,7 @@ metadata: { name: allow-${i}, namespace: prod }
 spec:${selector}
   action: ALLOW
   rules:
-    - from: [{ source: { principals: ['${client(i)}'] } }]
+    - from: [{ source: { ${scenario === 'namespaces' ? `namespaces: ['team-${i}']` : `principals: ['${client(i)}']`} } }]
       to: [{ operation: { ports: ['8080'] } }]
 `);
   }
@@ -84,7 +85,9 @@ function compile(scenario: Scenario, n: number): { rbac: CompiledRbac; allowed: 
   const rbac = compileRbacFilters(scenario === 'linear scan (no index)' ? unindexable(filters) : filters, 'l4');
   if (rbac.empty) throw new Error('the inbound listener has no RBAC filter');
   const allowed: string[] = [];
-  for (let i = 0; i < n; i++) if (scenario !== 'spread' || i % 1000 === 0) allowed.push(client(i));
+  for (let i = 0; i < n; i++)
+    if (scenario === 'namespaces') allowed.push(`cluster.local/ns/team-${i}/sa/caller`);
+    else if (scenario !== 'spread' || i % 1000 === 0) allowed.push(client(i));
   return { rbac, allowed, setupMs: performance.now() - t0 };
 }
 
@@ -164,7 +167,7 @@ const fmt = (x: number, d = 0) => x.toLocaleString('en-US', { maximumFractionDig
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? '') || 5;
 const plan: [Scenario, number][] = [
-  ...(['namespace-wide', 'spread'] as const).flatMap((s) => SIZES.map((n): [Scenario, number] => [s, n])),
+  ...(['namespace-wide', 'namespaces', 'spread'] as const).flatMap((s) => SIZES.map((n): [Scenario, number] => [s, n])),
   ['linear scan (no index)', 10],
   ['linear scan (no index)', 10_000],
 ];

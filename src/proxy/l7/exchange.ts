@@ -2,6 +2,7 @@
 // inputs route matching and hashing read, the source the upstream pools build requests from,
 // and the response side the router writes to. H1Exchange wraps node:http's req/res,
 // H2Exchange a node:http2 server stream.
+import { normalizePath } from './path-normalize.js';
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import http2, { type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { Duplex, Readable } from 'node:stream';
@@ -91,7 +92,7 @@ export abstract class Exchange implements RequestContext, RouteMatchInput, HashI
     this.scheme = conn.scheme;
     this.method = method;
     this.authority = authority;
-    this.path = path;
+    this.path = normalizePath(path);
     this.originalPath = path;
     this.startTime = Date.now();
     // Connection manager duties (Envoy's HCM): hop-by-hop headers out, request id, forwarded proto.

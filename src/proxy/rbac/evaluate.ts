@@ -69,83 +69,140 @@ function compiledPolicy(name: string, match: Eval): Policy {
 /**
  * One RBAC filter's policies, in name order (Envoy reports the first match by name), indexed the
  * way Cilium's policy maps are keyed by identity: a policy that can only match callers with one
- * of a few exact SPIFFE IDs is looked up by the caller's ID; the rest are always evaluated. So a
- * decision costs the same with 10 or 10,000 identity-scoped policies in force.
+ * of a few exact SPIFFE IDs, or callers of a few namespaces (Istio's `namespaces` sources), is
+ * looked up by the caller's ID and namespace; the rest are always evaluated. So a decision
+ * costs the same with 10 or 10,000 identity-scoped policies in force.
  */
 interface Gate {
   readonly policies: readonly Policy[];
-  /** Indexes of policies that only match these exact principals. */
+  /** Indexes of policies that only match these exact principals... */
   readonly byPrincipal: ReadonlyMap<string, readonly number[]>;
-  /** Indexes of the policies not restricted to exact principals (all, when nothing is indexed). */
+  /** ...or principals of these namespaces. */
+  readonly byNamespace: ReadonlyMap<string, readonly number[]>;
+  /** Indexes of the policies not restricted that way (all, when nothing is indexed). */
   readonly always: readonly number[];
 }
 
 const NONE: readonly number[] = [];
 
+// A SPIFFE ID's namespace, cached per ID string: IDs come from the mesh's CA, so they are few.
+const namespaces = new Map<string, string | null>();
+const SPIFFE_NS = /^spiffe:\/\/[^/]+\/ns\/([^/]+)\/sa\/[^/]+$/;
+
+function namespaceOf(principal: string): string | undefined {
+  let ns = namespaces.get(principal);
+  if (ns === undefined) {
+    if (namespaces.size > 10_000) namespaces.clear();
+    ns = SPIFFE_NS.exec(principal)?.[1] ?? null;
+    namespaces.set(principal, ns);
+  }
+  return ns ?? undefined;
+}
+
 /**
  * Visit the policies a caller can match, in name order: the always-evaluated ones merged with
- * the caller's indexed ones. `visit` returns true to stop.
+ * the ones indexed under the caller's ID and namespace (each once). `visit` returns true to stop.
  */
 function forCandidates(gate: Gate, principal: string | undefined, visit: (p: Policy) => boolean): void {
   const a = gate.always;
-  const b = (principal !== undefined && gate.byPrincipal.get(principal)) || NONE;
+  let b = NONE;
+  let c = NONE;
+  if (principal !== undefined) {
+    b = gate.byPrincipal.get(principal) ?? NONE;
+    if (gate.byNamespace.size > 0) {
+      const ns = namespaceOf(principal);
+      if (ns !== undefined) c = gate.byNamespace.get(ns) ?? NONE;
+    }
+  }
   let i = 0;
   let j = 0;
-  while (i < a.length || j < b.length) {
-    const k = j >= b.length || (i < a.length && a[i]! < b[j]!) ? a[i++]! : b[j++]!;
+  let l = 0;
+  let last = -1;
+  const END = Number.MAX_SAFE_INTEGER;
+  for (;;) {
+    const x = i < a.length ? a[i]! : END;
+    const y = j < b.length ? b[j]! : END;
+    const z = l < c.length ? c[l]! : END;
+    const k = x < y ? (x < z ? x : z) : y < z ? y : z;
+    if (k === END) return;
+    if (k === x) i++;
+    else if (k === y) j++;
+    else l++;
+    if (k === last) continue; // indexed under both the ID and the namespace
+    last = k;
     if (visit(gate.policies[k]!)) return;
   }
 }
 
+/** What a principal matcher can only match: these exact IDs and IDs of these namespaces. */
+interface Restriction {
+  readonly ids: Set<string>;
+  readonly namespaces: Set<string>;
+}
+
+// namespaceId() in src/xds/translate/rbac.ts: spiffe://<any trust domain>/ns/<NS>/sa/<any>.
+const NAMESPACE_REGEX = /^spiffe:\/\/\[\^\/\]\+\/ns\/((?:[A-Za-z0-9-]|\\\.)+)\/sa\/\[\^\/\]\+$/;
+
 /**
- * The exact SPIFFE IDs a principal matcher (raw Envoy config) can only match, or undefined when
- * it can match others: authenticated.principal_name.exact, or_ids of such, and_ids with such a
- * member. Anything else (regex, prefix, not_id, IPs, headers...) is unrestricted.
+ * The restriction of a principal matcher (raw Envoy config), or undefined when it can match
+ * others: authenticated.principal_name exact, or the namespace regex Istio's `namespaces`
+ * compile to; or_ids of such; and_ids with such a member. Anything else (other regexes,
+ * prefixes, not_id, IPs, headers...) is unrestricted.
  */
-function exactPrincipals(v: unknown): Set<string> | undefined {
+function restrictionOf(v: unknown): Restriction | undefined {
   if (!isObj(v)) return undefined;
   const auth = get(v, 'authenticated');
   if (auth !== undefined) {
     const m = isObj(auth) ? get(auth, 'principal_name') : undefined;
-    const exact = isObj(m) ? get(m, 'exact') : undefined;
-    return typeof exact === 'string' && get(m as Obj, 'ignore_case') !== true ? new Set([exact]) : undefined;
+    if (!isObj(m) || get(m, 'ignore_case') === true) return undefined;
+    const exact = get(m, 'exact');
+    if (typeof exact === 'string') return { ids: new Set([exact]), namespaces: new Set() };
+    const re = get(m, 'safe_regex');
+    const regex = isObj(re) ? get(re, 'regex') : undefined;
+    const ns = typeof regex === 'string' ? NAMESPACE_REGEX.exec(regex)?.[1] : undefined;
+    return ns ? { ids: new Set(), namespaces: new Set([ns.replace(/\\\./g, '.')]) } : undefined;
   }
   const orIds = get(v, 'or_ids');
   if (orIds !== undefined) return isObj(orIds) ? unionOf(list(get(orIds, 'ids'))) : undefined;
   const andIds = get(v, 'and_ids');
   if (andIds !== undefined && isObj(andIds)) {
     for (const id of list(get(andIds, 'ids'))) {
-      const set = exactPrincipals(id);
-      if (set) return set;
+      const r = restrictionOf(id);
+      if (r) return r;
     }
   }
   return undefined;
 }
 
-function unionOf(ids: readonly unknown[]): Set<string> | undefined {
+function unionOf(ids: readonly unknown[]): Restriction | undefined {
   if (ids.length === 0) return undefined;
-  const out = new Set<string>();
+  const out: Restriction = { ids: new Set(), namespaces: new Set() };
   for (const id of ids) {
-    const set = exactPrincipals(id);
-    if (!set) return undefined;
-    for (const s of set) out.add(s);
+    const r = restrictionOf(id);
+    if (!r) return undefined;
+    for (const s of r.ids) out.ids.add(s);
+    for (const s of r.namespaces) out.namespaces.add(s);
   }
   return out;
 }
 
-function gateOf(entries: readonly { policy: Policy; principals?: Set<string> }[]): Gate {
+function gateOf(entries: readonly { policy: Policy; principals?: Restriction }[]): Gate {
   const byPrincipal = new Map<string, number[]>();
+  const byNamespace = new Map<string, number[]>();
   const always: number[] = [];
+  const add = (m: Map<string, number[]>, key: string, i: number): void => {
+    const l = m.get(key);
+    if (l) l.push(i);
+    else m.set(key, [i]);
+  };
   entries.forEach((e, i) => {
     if (!e.principals) always.push(i);
-    else
-      for (const id of e.principals) {
-        const l = byPrincipal.get(id);
-        if (l) l.push(i);
-        else byPrincipal.set(id, [i]);
-      }
+    else {
+      for (const id of e.principals.ids) add(byPrincipal, id, i);
+      for (const ns of e.principals.namespaces) add(byNamespace, ns, i);
+    }
   });
-  return { policies: entries.map((e) => e.policy), byPrincipal, always };
+  return { policies: entries.map((e) => e.policy), byPrincipal, byNamespace, always };
 }
 
 const single = (policy: Policy): Gate => gateOf([{ policy }]);
@@ -270,7 +327,7 @@ function compileGate(
   const byName = isObj(policiesObj) ? policiesObj : {};
   // Envoy keeps policies in a std::map: by name, which decides the one reported.
   const names = Object.keys(byName).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  const policies: { policy: Policy; principals?: Set<string> }[] = [];
+  const policies: { policy: Policy; principals?: Restriction }[] = [];
   for (const name of names) {
     const p = byName[name];
     const where = `${label} policy ${name}`;
