@@ -12,6 +12,7 @@ import { array as list, get, isObj, type Obj } from '../envoy/values.js';
 import { permission, principal, type CompileContext } from './rules.js';
 import { and, NO, or, UNKNOWN, UNKNOWN_NODE, YES, type Eval } from './tri.js';
 import type { RbacAttributes } from './attributes.js';
+import { namespaceOf, namespaceOfRegex } from './spiffe-namespace.js';
 
 export { REQUEST_AUTH_STATE, type RbacAttributes, type RequestAuth } from './attributes.js';
 
@@ -85,20 +86,6 @@ interface Gate {
 
 const NONE: readonly number[] = [];
 
-// A SPIFFE ID's namespace, cached per ID string: IDs come from the mesh's CA, so they are few.
-const namespaces = new Map<string, string | null>();
-const SPIFFE_NS = /^spiffe:\/\/[^/]+\/ns\/([^/]+)\/sa\/[^/]+$/;
-
-function namespaceOf(principal: string): string | undefined {
-  let ns = namespaces.get(principal);
-  if (ns === undefined) {
-    if (namespaces.size > 10_000) namespaces.clear();
-    ns = SPIFFE_NS.exec(principal)?.[1] ?? null;
-    namespaces.set(principal, ns);
-  }
-  return ns ?? undefined;
-}
-
 /**
  * Visit the policies a caller can match, in name order: the always-evaluated ones merged with
  * the ones indexed under the caller's ID and namespace (each once). `visit` returns true to stop.
@@ -140,9 +127,6 @@ interface Restriction {
   readonly namespaces: Set<string>;
 }
 
-// namespaceId() in src/xds/translate/rbac.ts: spiffe://<any trust domain>/ns/<NS>/sa/<any>.
-const NAMESPACE_REGEX = /^spiffe:\/\/\[\^\/\]\+\/ns\/((?:[A-Za-z0-9-]|\\\.)+)\/sa\/\[\^\/\]\+$/;
-
 /**
  * The restriction of a principal matcher (raw Envoy config), or undefined when it can match
  * others: authenticated.principal_name exact, or the namespace regex Istio's `namespaces`
@@ -159,8 +143,8 @@ function restrictionOf(v: unknown): Restriction | undefined {
     if (typeof exact === 'string') return { ids: new Set([exact]), namespaces: new Set() };
     const re = get(m, 'safe_regex');
     const regex = isObj(re) ? get(re, 'regex') : undefined;
-    const ns = typeof regex === 'string' ? NAMESPACE_REGEX.exec(regex)?.[1] : undefined;
-    return ns ? { ids: new Set(), namespaces: new Set([ns.replace(/\\\./g, '.')]) } : undefined;
+    const ns = typeof regex === 'string' ? namespaceOfRegex(regex) : undefined;
+    return ns ? { ids: new Set(), namespaces: new Set([ns]) } : undefined;
   }
   const orIds = get(v, 'or_ids');
   if (orIds !== undefined) return isObj(orIds) ? unionOf(list(get(orIds, 'ids'))) : undefined;

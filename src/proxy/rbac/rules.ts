@@ -1,5 +1,6 @@
 // Envoy config.rbac.v3 Permission and Principal trees compiled to three-valued matchers.
 // Every input shape is read once here; evaluation only runs the resulting closures.
+import { namespaceOf, namespaceOfRegex } from './spiffe-namespace.js';
 import type { RbacAttributes, RequestAuth } from './attributes.js';
 import { attributeIp, compileCidr, inCidr } from './ip.js';
 import { array as list, get, isObj, num, oneOf } from '../envoy/values.js';
@@ -145,6 +146,12 @@ export function principal(v: unknown, ctx: CompileContext, where: string): Node 
 function authenticated(v: unknown, ctx: CompileContext, at: string): Node {
   const m = isObj(v) ? get(v, 'principal_name') : undefined;
   if (m === undefined) return leaf((a) => (a.principal !== undefined ? YES : NO));
+  const re = isObj(m) && get(m, 'ignore_case') !== true ? get(m, 'safe_regex') : undefined;
+  const regex = isObj(re) ? get(re, 'regex') : undefined;
+  const ns = typeof regex === 'string' ? namespaceOfRegex(regex) : undefined;
+  if (ns !== undefined) {
+    return leaf((a) => (a.principal !== undefined && namespaceOf(a.principal) === ns ? YES : NO));
+  }
   const test = stringMatcher(m);
   if (typeof test === 'string') return unknown(ctx, at, test);
   return leaf((a) => {
