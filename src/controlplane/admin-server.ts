@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ALL_TYPE_URLS } from '../xds/snapshot.js';
 import type { AppliedStore, StoreResult } from './applied-store.js';
+import { METRICS_CONTENT_TYPE } from './metrics.js';
 import type { ConfigWatcher } from './config-watcher.js';
 import type { SnapshotCache } from './snapshot-cache.js';
 
@@ -12,6 +13,8 @@ export interface AdminDeps {
   readonly store: AppliedStore;
   /** Connected xDS clients and their per-type status. */
   readonly clients: () => unknown;
+  /** The Prometheus text page for GET /metrics (ControlPlaneMetrics.render). */
+  readonly metrics?: () => string;
 }
 
 function shortType(url: string): string {
@@ -108,6 +111,12 @@ export async function startAdminServer(
         res.writeHead(result.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
         res.end(body);
       });
+      return;
+    }
+    if (url.pathname === '/metrics' && req.method === 'GET' && deps.metrics) {
+      const page = deps.metrics();
+      res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'content-length': Buffer.byteLength(page) });
+      res.end(page);
       return;
     }
     const handler = Object.hasOwn(routes, url.pathname) ? routes[url.pathname] : undefined;

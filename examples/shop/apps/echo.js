@@ -26,7 +26,7 @@ if (values.tcp) {
     let upstream;
     let status = 200;
     if (values.upstream && req.url?.startsWith('/call')) {
-      upstream = await callUpstream(values.upstream).catch((e) => ({ error: e.message }));
+      upstream = await callUpstream(values.upstream, traceHeaders(req.headers)).catch((e) => ({ error: e.message }));
       // A failed hop fails the request, so callers (and load tests) see it.
       if (upstream?.error !== undefined || upstream?.status !== undefined) status = 502;
     }
@@ -45,13 +45,37 @@ if (values.tcp) {
 // absolute-form requests for http://, CONNECT for tcp://.
 const proxy = process.env.HTTP_PROXY ? new URL(process.env.HTTP_PROXY) : undefined;
 
-async function callUpstream(target) {
+// The mesh's proxies make the spans, but only the app can tie its incoming request to its
+// outgoing one: as with Istio, it copies the trace context headers.
+const TRACE_HEADERS = [
+  'traceparent',
+  'tracestate',
+  'b3',
+  'x-b3-traceid',
+  'x-b3-spanid',
+  'x-b3-parentspanid',
+  'x-b3-sampled',
+  'x-b3-flags',
+];
+
+function traceHeaders(incoming) {
+  const out = {};
+  for (const h of TRACE_HEADERS) if (incoming[h] !== undefined) out[h] = incoming[h];
+  return out;
+}
+
+async function callUpstream(target, extraHeaders = {}) {
   const url = new URL(target);
   if (url.protocol === 'tcp:') return callTcp(url);
   return new Promise((resolve, reject) => {
     const opts = proxy
-      ? { host: proxy.hostname, port: Number(proxy.port), path: url.href, headers: { host: url.host } }
-      : { host: url.hostname, port: Number(url.port || 80), path: url.pathname + url.search };
+      ? { host: proxy.hostname, port: Number(proxy.port), path: url.href, headers: { ...extraHeaders, host: url.host } }
+      : {
+          host: url.hostname,
+          port: Number(url.port || 80),
+          path: url.pathname + url.search,
+          headers: extraHeaders,
+        };
     const req = request({ ...opts, timeout: 2000 }, (res) => {
       let body = '';
       res.setEncoding('utf8');

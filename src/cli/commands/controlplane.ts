@@ -6,17 +6,19 @@ import { formatDiagnostic } from '../../config/diagnostic.js';
 import { AppliedStore } from '../../controlplane/applied-store.js';
 import { NodeSecrets } from '../../controlplane/node-secrets.js';
 import { loadCa } from '../../identity/ca-store.js';
+import type { CertificateAuthority } from '../../identity/ca.js';
+import { ControlPlaneMetrics } from '../../controlplane/metrics.js';
 import { loadPaths } from '../../config/load.js';
 import { UsageError } from '../../errors.js';
 import { startAdminServer } from '../../controlplane/admin-server.js';
-import { ConfigWatcher } from '../../controlplane/config-watcher.js';
+import { ConfigWatcher, type ConfigState } from '../../controlplane/config-watcher.js';
 import { SnapshotCache } from '../../controlplane/snapshot-cache.js';
 import { AdsServer } from '../../xds/server/ads-server.js';
 import { HELP_FLAG, type Command } from '../command.js';
 import { hostPort } from '../host-port.js';
 
 /** The node proxies' SVIDs over SDS, from the CA in `dir`, with the Mesh's lifetime and trust domain. */
-function nodeSecrets(dir: string, paths: readonly string[]): NodeSecrets {
+function nodeSecrets(dir: string, paths: readonly string[]): { secrets: NodeSecrets; ca: CertificateAuthority } {
   const ca = loadCa(dir);
   const mesh = loadPaths(paths).resources.find((r) => r.kind === 'Mesh');
   const spec = mesh?.kind === 'Mesh' ? mesh.spec : undefined;
@@ -26,7 +28,20 @@ function nodeSecrets(dir: string, paths: readonly string[]): NodeSecrets {
       `--ca ${dir} is a CA for trust domain ${ca.trustDomain}, but the Mesh's trust domain is ${trustDomain}`,
     );
   }
-  return new NodeSecrets(ca, spec?.certificates.workloadTTL ?? '24h');
+  return { secrets: new NodeSecrets(ca, spec?.certificates.workloadTTL ?? '24h'), ca };
+}
+
+/** Per Mesh node, the PEM chains of the SVIDs it is served over SDS (for their expiry). */
+function* workloadChains(cache: SnapshotCache, secrets: NodeSecrets): Generator<[string, string[]]> {
+  for (const node of cache.model?.nodes ?? []) {
+    const chains: string[] = [];
+    for (const s of secrets.secretsFor(node.name)) {
+      const chain = (s.body as { tls_certificate?: { certificate_chain?: { inline_bytes?: Buffer } } }).tls_certificate
+        ?.certificate_chain?.inline_bytes;
+      if (chain) chains.push(chain.toString('utf8'));
+    }
+    yield [node.name, chains];
+  }
 }
 
 /** .trellis inside the config directory (config walks skip dot-directories), or beside a config file. */
@@ -93,13 +108,29 @@ export const controlplaneCommand: Command = {
     const stateDir = (args.flags['state-dir'] as string | undefined) ?? defaultStateDir(paths[0]!);
     const store = new AppliedStore(stateDir, paths);
     const caDir = args.flags.ca as string | undefined;
-    let secrets: NodeSecrets | undefined;
-    const cache = new SnapshotCache(caDir === undefined ? undefined : (secrets = nodeSecrets(caDir, store.paths())));
+    const withCa = caDir === undefined ? undefined : nodeSecrets(caDir, store.paths());
+    const secrets = withCa?.secrets;
+    const cache = new SnapshotCache(secrets);
+    const ads = new AdsServer();
+    const metrics = new ControlPlaneMetrics({
+      clients: () => ads.clients(),
+      generation: () => config.state.generation,
+      ...(withCa ? { ca: () => withCa.ca } : {}),
+      ...(secrets ? { workloadCerts: () => workloadChains(cache, secrets) } : {}),
+    });
+    /** Applies a configuration to the cache and records its translation time. */
+    const apply = (resources: ConfigState['resources'], generation: number) => {
+      const model = cache.update(resources, generation);
+      const push = cache.pushes.at(-1);
+      if (push) metrics.translated(push);
+      return model;
+    };
     const config = new ConfigWatcher({
       paths: () => store.paths(),
       watch: paths,
       onChange: (s) => {
-        const model = cache.update(s.resources, s.generation);
+        const model = apply(s.resources, s.generation);
+        metrics.configReload('applied');
         log('info', 'configuration applied', {
           generation: s.generation,
           resources: s.resources.length,
@@ -108,6 +139,7 @@ export const controlplaneCommand: Command = {
         });
       },
       onReject: (errors) => {
+        metrics.configReload('rejected');
         log('warn', 'configuration rejected; the last good configuration keeps serving', {
           errors: errors.length,
           first: errors.slice(0, 5).map(formatDiagnostic),
@@ -116,18 +148,19 @@ export const controlplaneCommand: Command = {
     });
     const initial = config.state;
     if (initial.rejected) {
+      metrics.configReload('rejected');
       log('error', 'initial configuration has errors; serving nothing until it is fixed', {
         first: initial.rejected.errors.slice(0, 5).map(formatDiagnostic),
       });
     } else {
-      cache.update(initial.resources, initial.generation);
+      apply(initial.resources, initial.generation);
+      metrics.configReload('applied');
       log('info', 'configuration applied', { generation: initial.generation, resources: initial.resources.length });
     }
 
-    const ads = new AdsServer();
     let xdsPort: number;
     try {
-      xdsPort = await ads.start({ source: cache, address: `${xds.host}:${xds.port}` });
+      xdsPort = await ads.start({ source: cache, address: `${xds.host}:${xds.port}`, metrics });
     } catch (e) {
       throw new UsageError(`cannot listen for xDS on ${xds.host}:${xds.port}: ${(e as Error).message}`);
     }
@@ -135,7 +168,7 @@ export const controlplaneCommand: Command = {
     let adminServer;
     try {
       ({ server: adminServer, port: adminPort } = await startAdminServer(
-        { config, cache, store, clients: () => ads.clients() },
+        { config, cache, store, clients: () => ads.clients(), metrics: () => metrics.render() },
         admin.host,
         admin.port,
       ));

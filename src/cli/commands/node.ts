@@ -3,7 +3,7 @@
 // per core behind a primary that holds the xDS stream (Envoy's model).
 import { availableParallelism } from 'node:os';
 import { UsageError } from '../../errors.js';
-import { NodeProcess } from '../../proxy/node/node-process.js';
+import { NodeProcess, type NodeProcessOptions } from '../../proxy/node/node-process.js';
 import { isNodeWorker, NodeWorkers, runNodeWorker } from '../../proxy/node/workers.js';
 import type { Bind, NodeConfig } from '../../proxy/node/node-config.js';
 import { HELP_FLAG, type Command } from '../command.js';
@@ -18,10 +18,32 @@ function logTo(node: string, worker?: string) {
   };
 }
 
+/** --otlp-endpoint / --trace-sampling, checked; undefined when tracing is off. */
+export function tracingFlags(endpoint: unknown, sampling: unknown): NodeProcessOptions['tracing'] {
+  if (endpoint === undefined) {
+    if (sampling !== undefined) throw new UsageError('--trace-sampling needs --otlp-endpoint URL (where spans go)');
+    return undefined;
+  }
+  let url: URL;
+  try {
+    url = new URL(String(endpoint));
+  } catch {
+    throw new UsageError(`--otlp-endpoint ${String(endpoint)}: expected an http(s) URL, e.g. http://127.0.0.1:4318`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new UsageError(`--otlp-endpoint ${String(endpoint)}: expected an http(s) URL, e.g. http://127.0.0.1:4318`);
+  if (sampling === undefined) return { otlpEndpoint: url.href };
+  const pct = Number(sampling);
+  if (String(sampling).trim() === '' || !Number.isFinite(pct) || pct < 0 || pct > 100)
+    throw new UsageError(`--trace-sampling ${String(sampling)}: expected a percentage from 0 to 100`);
+  return { otlpEndpoint: url.href, samplingPercent: pct };
+}
+
 export const nodeCommand: Command = {
   name: 'node',
   summary: 'Run the node proxy for one Mesh node (HBONE, outbound proxies, gateways, waypoints)',
-  usage: 'trellis node --name NODE [--xds 127.0.0.1:15010] [--metrics-listen HOST:PORT] [--concurrency N]',
+  usage:
+    'trellis node --name NODE [--xds 127.0.0.1:15010] [--metrics-listen HOST:PORT] [--concurrency N] [--otlp-endpoint URL [--trace-sampling PERCENT]]',
   flags: [
     { name: 'name', type: 'string', valueName: 'NODE', description: "the node's name in the Mesh's spec.nodes" },
     { name: 'xds', type: 'string', valueName: 'HOST:PORT', description: 'the control plane, default 127.0.0.1:15010' },
@@ -37,14 +59,27 @@ export const nodeCommand: Command = {
       valueName: 'N',
       description: 'worker processes, each with its own connections and upstream pools (default: one per core)',
     },
+    {
+      name: 'otlp-endpoint',
+      type: 'string',
+      valueName: 'URL',
+      description: 'trace the gateways and waypoints: OTLP/HTTP collector (spans POSTed to URL/v1/traces)',
+    },
+    {
+      name: 'trace-sampling',
+      type: 'string',
+      valueName: 'PERCENT',
+      description: 'share of new traces sampled, 0-100 (default 1); error responses are always exported',
+    },
     HELP_FLAG,
   ],
   async run(args, io) {
     const name = args.flags.name as string | undefined;
     if (!name) throw new UsageError('trellis node needs --name NODE (a node of the Mesh spec.nodes)');
+    const tracing = tracingFlags(args.flags['otlp-endpoint'], args.flags['trace-sampling']);
     if (isNodeWorker()) {
       const worker = process.env.TRELLIS_NODE_WORKER ?? '0';
-      runNodeWorker(name, Number(worker), logTo(name, worker));
+      runNodeWorker(name, Number(worker), logTo(name, worker), tracing);
       // The worker lives until the primary tells it to stop (it exits the process itself).
       await new Promise<never>(() => undefined);
     }
@@ -58,7 +93,13 @@ export const nodeCommand: Command = {
     const log = logTo(name);
     const node: { config: NodeConfig | undefined; start(): Promise<void>; close(): Promise<void> } =
       concurrency === 1
-        ? new NodeProcess({ node: name, xds, log, ...(metricsListen ? { metricsListen } : {}) })
+        ? new NodeProcess({
+            node: name,
+            xds,
+            log,
+            ...(metricsListen ? { metricsListen } : {}),
+            ...(tracing ? { tracing } : {}),
+          })
         : new NodeWorkers({ node: name, xds, concurrency, log, ...(metricsListen ? { metricsListen } : {}) });
     await node.start();
     if (!node.config?.hbone) {

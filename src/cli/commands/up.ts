@@ -20,6 +20,7 @@ import { concurrencyFlag } from '../concurrency.js';
 import { hostPort } from '../host-port.js';
 import type { Io } from '../output.js';
 import { Supervisor, waitForHttp, waitForPort } from '../supervisor.js';
+import { tracingFlags } from './node.js';
 
 const TRELLIS_BIN = fileURLToPath(new URL('../../../../bin/trellis.js', import.meta.url));
 
@@ -91,7 +92,7 @@ export const upCommand: Command = {
   name: 'up',
   summary: 'Run a whole mesh on this machine: control plane, one node process per Mesh node, and the workloads',
   usage:
-    'trellis up -f DIR [--state-dir DIR] [--xds-listen 127.0.0.1:15010] [--admin-listen 127.0.0.1:15014] [--concurrency N]',
+    'trellis up -f DIR [--state-dir DIR] [--xds-listen 127.0.0.1:15010] [--admin-listen 127.0.0.1:15014] [--concurrency N] [--otlp-endpoint URL [--trace-sampling PERCENT]]',
   flags: [
     { name: 'config', short: 'f', type: 'list', valueName: 'DIR', description: 'config directory (or file)' },
     {
@@ -109,6 +110,18 @@ export const upCommand: Command = {
       // The nodes of `trellis up` share one machine, so one worker each unless asked.
       description: 'worker processes per node (trellis node --concurrency), default 1',
     },
+    {
+      name: 'otlp-endpoint',
+      type: 'string',
+      valueName: 'URL',
+      description: 'trace the gateways and waypoints to this OTLP/HTTP collector (trellis node --otlp-endpoint)',
+    },
+    {
+      name: 'trace-sampling',
+      type: 'string',
+      valueName: 'PERCENT',
+      description: 'share of new traces sampled, 0-100 (trellis node --trace-sampling), default 1',
+    },
     HELP_FLAG,
   ],
   async run(args, io) {
@@ -117,6 +130,12 @@ export const upCommand: Command = {
     const xds = hostPort((args.flags['xds-listen'] as string | undefined) ?? '127.0.0.1:15010', 'xds-listen');
     const admin = hostPort((args.flags['admin-listen'] as string | undefined) ?? '127.0.0.1:15014', 'admin-listen');
     const concurrency = concurrencyFlag(args.flags.concurrency as string | undefined) ?? 1;
+    // Passed through to every node as given.
+    const tracingArgs = [
+      ...(args.flags['otlp-endpoint'] !== undefined ? ['--otlp-endpoint', String(args.flags['otlp-endpoint'])] : []),
+      ...(args.flags['trace-sampling'] !== undefined ? ['--trace-sampling', String(args.flags['trace-sampling'])] : []),
+    ];
+    tracingFlags(args.flags['otlp-endpoint'], args.flags['trace-sampling']); // usage errors here, not in a node's log
     for (const p of paths) if (!existsSync(p)) throw new UsageError(`-f ${p}: no such file or directory`);
     const first = resolve(paths[0]!);
     const configDir = statSync(first).isDirectory() ? first : dirname(first);
@@ -180,7 +199,7 @@ export const upCommand: Command = {
       rmSync(lockFile, { force: true });
     };
     try {
-      await startAll(sup, io, { paths, model, stateDir, caDir, xds, admin, configDir, concurrency });
+      await startAll(sup, io, { paths, model, stateDir, caDir, xds, admin, configDir, concurrency, tracingArgs });
     } catch (e) {
       io.err(`trellis up: ${(e as Error).message}; stopping what was started`);
       await stop();
@@ -209,6 +228,7 @@ async function startAll(
     admin: { host: string; port: number };
     concurrency: number;
     configDir: string;
+    tracingArgs: readonly string[];
   },
 ): Promise<void> {
   const node = process.execPath;
@@ -245,6 +265,7 @@ async function startAll(
         `${n.address}:${n.ports.metrics}`,
         '--concurrency',
         String(o.concurrency),
+        ...o.tracingArgs,
       ],
       { stdoutFile: `${n.name}.flows.jsonl` },
     );

@@ -12,12 +12,16 @@ import {
 import type { Duplex } from 'node:stream';
 import type { Http2SecureServer, ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 import { L4Metrics, type FlowRecord } from '../../observe/flows.js';
+import { MetricsRegistry, type FamilySnapshot } from '../../observe/metrics-registry.js';
 import { Credentials } from '../hbone/credentials.js';
 import { HbonePool, splitHostPort, TunnelError, type TunnelTarget } from '../hbone/client.js';
 import { createHboneServer, type TunnelRequest } from '../hbone/server.js';
 import { defaultFilters, L7Engine } from '../l7/engine.js';
 import { jwtAuthnFilter } from '../l7/filters/jwt-authn.js';
 import { rbacFilter } from '../l7/filters/rbac.js';
+import { tracingFilter } from '../l7/filters/tracing.js';
+import { OtlpTraceExporter } from '../../observe/otlp-exporter.js';
+import { addClusterStats, statsFilter } from '../l7/filters/stats.js';
 import type { UpstreamTarget } from '../l7/upstream.js';
 import { Http1Pool } from '../l7/h1-upstream.js';
 import { UpstreamConnectError } from '../l7/upstream-pool.js';
@@ -39,6 +43,8 @@ export interface NodeProcessOptions {
   readonly metricsListen?: Bind;
   /** Which worker of the node this process is (in flow records), when there are several. */
   readonly worker?: number;
+  /** Tracing in the gateways and waypoints: spans go to this OTLP/HTTP collector. */
+  readonly tracing?: { readonly otlpEndpoint: string; readonly samplingPercent?: number };
 }
 
 interface Running {
@@ -103,6 +109,7 @@ export class NodeProcess {
   #firstApplied!: () => void;
   /** Resolves once a first complete configuration is applied. */
   readonly applied = new Promise<void>((resolve) => (this.#firstApplied = resolve));
+  /** istio_tcp_* and the L7 engines' istio_request* series, one registry for the node's /metrics. */
   readonly metrics = new L4Metrics();
   #credentials = new Credentials();
   #config: NodeConfig | undefined;
@@ -123,9 +130,19 @@ export class NodeProcess {
   #metricsServer: Server | undefined;
   #applying: Promise<void> = Promise.resolve();
   #closed = false;
+  /** One exporter (queue, batches) for every L7 engine of the process. */
+  readonly #spans: OtlpTraceExporter | undefined;
 
   constructor(opts: NodeProcessOptions) {
     this.#opts = opts;
+    this.#spans = opts.tracing
+      ? new OtlpTraceExporter({
+          endpoint: opts.tracing.otlpEndpoint,
+          serviceName: `trellis-node.${opts.node}`,
+          resourceAttributes: { 'service.instance.id': `${opts.node}/${opts.worker ?? 0}` },
+          log: (level, msg, fields) => this.#log(level, msg, fields),
+        })
+      : undefined;
     this.#xds =
       opts.xds === undefined
         ? undefined
@@ -178,7 +195,7 @@ export class NodeProcess {
       this.#metricsServer = createHttpServer((req, res) => {
         if (req.url === '/metrics') {
           res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-          res.end(this.metrics.render());
+          res.end(this.renderMetrics());
         } else if (req.url === '/healthz/ready') {
           res.writeHead(this.#config ? 200 : 503);
           res.end(this.#config ? 'ready\n' : 'warming\n');
@@ -197,6 +214,22 @@ export class NodeProcess {
 
   get config(): NodeConfig | undefined {
     return this.#config;
+  }
+
+  /**
+   * Every series of this process: the live registry plus the engines' per-cluster resilience
+   * counters, read now (they live in the engines, which a config update may replace).
+   */
+  metricsSnapshot(): FamilySnapshot[] {
+    const scratch = new MetricsRegistry();
+    for (const { engine } of this.#engines.values()) addClusterStats(scratch, engine.stats());
+    return [...this.metrics.snapshot(), ...scratch.snapshot()];
+  }
+
+  renderMetrics(): string {
+    const total = new MetricsRegistry();
+    total.merge(this.metricsSnapshot());
+    return total.render();
   }
 
   async #apply(state: XdsState): Promise<void> {
@@ -360,7 +393,27 @@ export class NodeProcess {
           identity,
           connector: (t) => this.#l7Connect(t, identity),
           // JWT authentication first: RBAC reads the request principal it verifies.
-          filters: [jwtAuthnFilter(policies), rbacFilter(policies), ...defaultFilters()],
+          filters: [
+            // Tracing first: the hop's span covers every filter and the router.
+            ...(this.#spans
+              ? [
+                  tracingFilter({
+                    sink: this.#spans,
+                    samplingPercent: this.#opts.tracing?.samplingPercent,
+                    // "gateway/<name>" or "waypoint/<name>": which hop of the trace a span is.
+                    proxy: `${role.role}/${role.gateway}`,
+                  }),
+                ]
+              : []),
+            jwtAuthnFilter(policies),
+            rbacFilter(policies),
+            ...defaultFilters(),
+            // The node's registry: series survive an engine being replaced.
+            statsFilter({
+              registry: this.metrics.registry,
+              reporter: role.role === 'waypoint' ? 'waypoint' : 'source',
+            }),
+          ],
         });
         entry = { engine, key };
         this.#engines.set(role.name, entry);
@@ -813,5 +866,7 @@ export class NodeProcess {
     this.#pool.close();
     if (this.#hbone) await this.#hbone.close();
     if (this.#metricsServer) await closeServer(this.#metricsServer);
+    // After the engines: their last requests' spans are queued by now.
+    await this.#spans?.close();
   }
 }

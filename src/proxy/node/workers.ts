@@ -7,12 +7,12 @@
 // up) and /healthz/ready (ready once every worker applied a configuration).
 import cluster, { type Worker } from 'node:cluster';
 import { createServer, type Server } from 'node:http';
-import { L4Metrics } from '../../observe/flows.js';
+import { MetricsRegistry, type FamilySnapshot } from '../../observe/metrics-registry.js';
 import { XdsClient, type XdsState } from '../xds-client.js';
-import { NodeProcess } from './node-process.js';
+import { NodeProcess, type NodeProcessOptions } from './node-process.js';
 import { nodeConfig, secretNamesFor, type Bind, type NodeConfig } from './node-config.js';
 
-type Series = [name: string, labels: Readonly<Record<string, string>>, value: number][];
+type Series = FamilySnapshot[];
 type ToWorker = { type: 'state'; state: XdsState } | { type: 'metrics'; id: number } | { type: 'shutdown' };
 type ToPrimary = { type: 'listening' } | { type: 'applied' } | { type: 'metrics'; id: number; series: Series };
 
@@ -156,9 +156,9 @@ export class NodeWorkers {
     this.#metricsServer = server;
   }
 
-  /** The workers' counters added up, in the Prometheus text format. */
+  /** The workers' series (counters and histograms) added up, in the Prometheus text format. */
   async metrics(): Promise<string> {
-    const total = new L4Metrics();
+    const total = new MetricsRegistry();
     await Promise.all(
       [...this.#workers].map(
         (w) =>
@@ -210,8 +210,9 @@ export class NodeWorkers {
 }
 
 /** A worker: a node process fed by the primary; it stops when told to or when the primary goes away. */
-export function runNodeWorker(node: string, worker: number, log: Log): void {
-  const np = new NodeProcess({ node, log, worker });
+/** `tracing`: a worker parses the same argv as its primary (cluster.fork), so it passes its own. */
+export function runNodeWorker(node: string, worker: number, log: Log, tracing?: NodeProcessOptions['tracing']): void {
+  const np = new NodeProcess({ node, log, worker, ...(tracing ? { tracing } : {}) });
   let stopping = false;
   const stop = (): void => {
     if (stopping) return;
@@ -228,7 +229,7 @@ export function runNodeWorker(node: string, worker: number, log: Log): void {
     if (m.type === 'state')
       void np.applyState(m.state).then(() => process.send?.({ type: 'applied' } satisfies ToPrimary));
     else if (m.type === 'metrics')
-      process.send?.({ type: 'metrics', id: m.id, series: np.metrics.snapshot() } satisfies ToPrimary);
+      process.send?.({ type: 'metrics', id: m.id, series: np.metricsSnapshot() } satisfies ToPrimary);
     else if (m.type === 'shutdown') stop();
   });
   process.send?.({ type: 'listening' } satisfies ToPrimary);

@@ -50,6 +50,23 @@ export interface AdsServerOptions {
    * Responses are at most one per type anyway. Default 8.
    */
   readonly maxQueue?: number;
+  /** Told of responses, ACKs and NACKs as they happen (the control plane's /metrics). */
+  readonly metrics?: AdsMetricsSink;
+}
+
+/** Observer of protocol events; called synchronously, so it must be cheap and must not throw. */
+export interface AdsMetricsSink {
+  /** A response was written; `buildSeconds` is the time to plan and encode it. */
+  responseSent(typeUrl: string, buildSeconds: number): void;
+  /** A client rejected the last response of the type. */
+  nack(typeUrl: string, nodeId: string): void;
+  /**
+   * A client ACKed the last response of the type. `convergenceSeconds` is set on the ACK
+   * that completes a snapshot change for the client (every type the change touched is
+   * ACKed): the time since the first change of that push round. Answers to a client's own
+   * requests carry no change.
+   */
+  ack(typeUrl: string, convergenceSeconds: number | undefined): void;
 }
 
 /** Server-wide counters (they survive stream ends). */
@@ -138,6 +155,10 @@ interface StreamEntry {
   inFlight: number;
   /** A send was held back by blocked/inFlight: flush again when they clear. */
   deferred: boolean;
+  /** Per type (metrics only): when the change not yet sent to this stream happened (ms epoch). */
+  readonly changeAt: Map<string, number>;
+  /** Per type (metrics only): the change the outstanding response carries, until its ACK/NACK. */
+  readonly sentChange: Map<string, number>;
 }
 
 type MutableStats = { -readonly [K in keyof AdsServerStats]: AdsServerStats[K] };
@@ -156,6 +177,7 @@ export class AdsServer {
   #unsubscribe: (() => void) | undefined;
   #debounceMs = DEFAULT_DEBOUNCE_MS;
   #maxQueue = DEFAULT_MAX_QUEUE;
+  #metrics: AdsMetricsSink | undefined;
   #port: number | undefined;
   #closed = false;
   readonly #streams = new Map<string, StreamEntry>();
@@ -223,6 +245,7 @@ export class AdsServer {
     this.#source = options.source;
     this.#debounceMs = Math.max(0, options.debounceMs ?? DEFAULT_DEBOUNCE_MS);
     this.#maxQueue = Math.max(1, Math.floor(options.maxQueue ?? DEFAULT_MAX_QUEUE));
+    this.#metrics = options.metrics;
     // Responses are serialized by us (resource bytes are cached and shared between streams),
     // so the method's serializer passes Buffers through.
     const base = this.#protos.AdsClient.service;
@@ -340,6 +363,8 @@ export class AdsServer {
       blocked: false,
       inFlight: 0,
       deferred: false,
+      changeAt: new Map(),
+      sentChange: new Map(),
     };
     this.#streams.set(id, entry);
     this.#stats.streamsOpened++;
@@ -407,6 +432,7 @@ export class AdsServer {
     }
     if (kind === 'ack') this.#stats.acks++;
     else if (kind === 'nack') this.#stats.nacks++;
+    if (kind === 'ack' || kind === 'nack') this.#replied(entry, typeUrl, kind);
     this.#send(entry, typeUrl);
   }
 
@@ -446,6 +472,7 @@ export class AdsServer {
     if (kind === 'stale') this.#stats.staleRequests++;
     else if (kind === 'ack') this.#stats.acks++;
     else if (kind === 'nack') this.#stats.nacks++;
+    if (kind === 'ack' || kind === 'nack') this.#replied(entry, typeUrl, kind);
     this.#send(entry, typeUrl);
   }
 
@@ -462,11 +489,16 @@ export class AdsServer {
       this.#sendDelta(entry, entry.state, entry.state.types.get(typeUrl)!, node);
       return;
     }
+    const started = performance.now();
     const state = entry.state;
     const t = state.types.get(typeUrl)!;
     const snapshot = this.#snapshot(node);
     const plan = t.plan(snapshot);
-    if (!plan || !snapshot) return;
+    if (!plan || !snapshot) {
+      // Nothing due and nothing outstanding: the change did not touch this type.
+      if (!t.pending) entry.changeAt.delete(typeUrl);
+      return;
+    }
     const all = snapshot.resources(typeUrl);
     const fields: Buffer[] = [];
     try {
@@ -491,6 +523,7 @@ export class AdsServer {
     this.#stats.resourcesSent += plan.resourceNames.length;
     this.#stats.bytesSent += bytes.length;
     if (push) this.#stats.pushes++;
+    this.#recordSent(entry, typeUrl, started);
     this.#write(entry, bytes);
   }
 
@@ -501,9 +534,13 @@ export class AdsServer {
    * resource means "unchanged", never "deleted".
    */
   #sendDelta(entry: StreamEntry, state: DeltaClientState, t: DeltaTypeSubscription, node: NodeIdentity): void {
+    const started = performance.now();
     const snapshot = this.#snapshot(node);
     const plan = t.plan(snapshot);
-    if (!plan || !snapshot) return;
+    if (!plan || !snapshot) {
+      if (!t.pending) entry.changeAt.delete(t.typeUrl);
+      return;
+    }
     const all = snapshot.resources(t.typeUrl);
     const fields: Buffer[] = [];
     const sentNames: string[] = [];
@@ -518,7 +555,10 @@ export class AdsServer {
         t.hold(name, r.version);
       }
     }
-    if (sentNames.length === 0 && plan.removedNames.length === 0) return;
+    if (sentNames.length === 0 && plan.removedNames.length === 0) {
+      if (!t.pending) entry.changeAt.delete(t.typeUrl);
+      return;
+    }
     const nonce = String(this.#nextNonce++);
     const bytes = encodeDeltaDiscoveryResponse(
       { system_version_info: plan.version, type_url: t.typeUrl, nonce, removed_resources: plan.removedNames },
@@ -541,7 +581,33 @@ export class AdsServer {
     this.#stats.resourcesRemoved += plan.removedNames.length;
     this.#stats.bytesSent += bytes.length;
     if (push) this.#stats.pushes++;
+    this.#recordSent(entry, t.typeUrl, started);
     this.#write(entry, bytes);
+  }
+
+  /** Metrics of a response handed to the stream: it now carries the pending change of its type. */
+  #recordSent(entry: StreamEntry, typeUrl: string, started: number): void {
+    if (!this.#metrics) return;
+    const changeAt = entry.changeAt.get(typeUrl);
+    entry.changeAt.delete(typeUrl);
+    if (changeAt === undefined) entry.sentChange.delete(typeUrl);
+    else entry.sentChange.set(typeUrl, changeAt);
+    this.#metrics.responseSent(typeUrl, (performance.now() - started) / 1000);
+  }
+
+  /** Metrics of an ACK/NACK (always of the last response of the type: stale nonces never get here). */
+  #replied(entry: StreamEntry, typeUrl: string, kind: 'ack' | 'nack'): void {
+    if (!this.#metrics) return;
+    const changeAt = entry.sentChange.get(typeUrl);
+    entry.sentChange.delete(typeUrl);
+    if (kind === 'nack') {
+      this.#metrics.nack(typeUrl, entry.state.node?.id ?? '');
+      return;
+    }
+    // One observation per change and client, once no type still waits for that change (or an older one).
+    const waiting =
+      changeAt === undefined || [...entry.changeAt.values(), ...entry.sentChange.values()].some((at) => at <= changeAt);
+    this.#metrics.ack(typeUrl, waiting ? undefined : Math.max(0, Date.now() - changeAt) / 1000);
   }
 
   #write(entry: StreamEntry, bytes: Buffer): void {
@@ -582,6 +648,7 @@ export class AdsServer {
 
   #push(): void {
     const nodes = this.#pendingNodes;
+    const changedAt = this.#firstChangeAt ?? Date.now();
     this.#pendingNodes = undefined;
     this.#firstChangeAt = undefined;
     this.#timer = undefined;
@@ -590,6 +657,11 @@ export class AdsServer {
     for (const entry of [...this.#streams.values()]) {
       const id = entry.state.node?.id;
       if (id === undefined || (nodes !== '*' && !nodes.has(id))) continue;
+      // Every type may be affected; #send forgets the change for types it turns out not to touch.
+      // An older change not yet delivered (a response still outstanding) keeps its earlier time.
+      if (this.#metrics)
+        for (const typeUrl of entry.state.types.keys())
+          if (!entry.changeAt.has(typeUrl)) entry.changeAt.set(typeUrl, changedAt);
       this.#sendAll(entry);
     }
   }

@@ -420,9 +420,16 @@ function endpoints(ctx: Ctx, svc: ServiceModel, port: ServicePortModel, subset: 
       else if (hcPort !== undefined) (entry.value.endpoint as EnvoyObject).health_check_config = { port_value: hcPort };
     }
     // Which node proxy terminates HBONE for it, and who it must be (Trellis' node proxies).
+    // workload/namespace: the destination_workload labels of the L7 stats filter (Istio's peer metadata).
     const node = e.node ? ctx.nodesByName.get(e.node) : undefined;
+    const w = ctx.workloadsById.get(e.workload);
     if (node)
-      entry.value.metadata = trellisMetadata({ node: node.name, hbone: hboneAddress(node), identity: e.identity });
+      entry.value.metadata = trellisMetadata({
+        node: node.name,
+        hbone: hboneAddress(node),
+        identity: e.identity,
+        ...(w ? { workload: w.name, namespace: w.namespace } : {}),
+      });
     byAddress.set(key, entry);
     eps.push(entry);
   }
