@@ -41,8 +41,8 @@ export interface FlowRecord {
   readonly durationMs?: number;
 }
 
-/** Istio's TCP metric labels (the L4 subset of the request metrics' labels), in this order. */
-const L4_LABELS = [
+/** Who talked to whom: the labels Istio's TCP and request metrics share, in this order. */
+export const PEER_LABELS = [
   'reporter',
   'source_workload',
   'source_workload_namespace',
@@ -54,9 +54,10 @@ const L4_LABELS = [
   'destination_service_name',
   'destination_service_namespace',
   'request_protocol',
-  'response_flags',
-  'connection_security_policy',
 ] as const;
+
+/** Istio's TCP metric labels (the L4 subset of the request metrics' labels), in this order. */
+const L4_LABELS = [...PEER_LABELS, 'response_flags', 'connection_security_policy'] as const;
 
 /** "WorkloadEntry/<ns>/<name>" or "ServiceEntry/<ns>/<name>#i" (the model's workload ids) -> name and namespace. */
 function workloadParts(id: string | undefined): { name: string; namespace: string } | undefined {

@@ -29,6 +29,7 @@ import {
   type MetricsRegistry,
   type Scalar,
 } from '../../../observe/metrics-registry.js';
+import { PEER_LABELS } from '../../../observe/flows.js';
 
 /** Istio's default duration buckets (ms). */
 export const DURATION_BUCKETS_MS = [
@@ -38,17 +39,7 @@ export const DURATION_BUCKETS_MS = [
 export const SIZE_BUCKETS_BYTES = [1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000];
 
 export const REQUEST_LABELS = [
-  'reporter',
-  'source_workload',
-  'source_workload_namespace',
-  'source_principal',
-  'destination_workload',
-  'destination_workload_namespace',
-  'destination_principal',
-  'destination_service',
-  'destination_service_name',
-  'destination_service_namespace',
-  'request_protocol',
+  ...PEER_LABELS,
   'response_code',
   'grpc_response_status',
   'response_flags',
