@@ -72,6 +72,8 @@ export async function trellisUp(o: {
   concurrency: number;
   nodes: readonly string[];
   ports: readonly Endpoint[];
+  /** More `trellis up` flags (e.g. --observability off). */
+  extraArgs?: readonly string[];
 }): Promise<TrellisMesh> {
   const configDir = join(o.dir, 'trellis-config');
   const stateDir = join(o.dir, 'trellis-state');
@@ -95,6 +97,7 @@ export async function trellisUp(o: {
       `127.0.0.1:${admin}`,
       '--concurrency',
       String(o.concurrency),
+      ...(o.extraArgs ?? []),
     ],
     log: join(o.dir, 'trellis-up.log'),
     cwd: o.dir,
@@ -183,9 +186,12 @@ spec:
 }
 
 /** The gateway row with `workers` worker processes (`trellis up --concurrency workers`). */
-export function trellisGateway(workers: number): BenchTarget {
+export function trellisGateway(
+  workers: number,
+  more: { name?: string; extraArgs?: readonly string[] } = {},
+): BenchTarget {
   return {
-    name: `Trellis L7 gateway (${workers} worker${workers === 1 ? '' : 's'})`,
+    name: more.name ?? `Trellis L7 gateway (${workers} worker${workers === 1 ? '' : 's'})`,
     async start(origin, tmp) {
       const port = await freePort();
       const mesh = await trellisUp({
@@ -194,6 +200,7 @@ export function trellisGateway(workers: number): BenchTarget {
         concurrency: workers,
         nodes: ['bench'],
         ports: [{ host: '127.0.0.1', port }],
+        ...(more.extraArgs ? { extraArgs: more.extraArgs } : {}),
       });
       return { url: `http://127.0.0.1:${port}/`, pids: [mesh.nodes.get('bench')!], stop: () => mesh.stop() };
     },

@@ -7,6 +7,7 @@ import { bootstrapCommand } from './commands/bootstrap.js';
 import { caCommand } from './commands/ca.js';
 import { controlplaneCommand } from './commands/controlplane.js';
 import { policyCommand } from './commands/policy.js';
+import { observeCommand } from './commands/observe.js';
 import { proxyStatusCommand } from './commands/proxy-status.js';
 import { applyCommand, deleteCommand, getCommand } from './commands/resources.js';
 import { validateCommand } from './commands/validate.js';
@@ -24,6 +25,7 @@ export const COMMANDS: readonly Command[] = [
   deleteCommand,
   proxyStatusCommand,
   policyCommand,
+  observeCommand,
   nodeCommand,
   caCommand,
   bootstrapCommand,

@@ -6,6 +6,7 @@ import type { AppliedStore, StoreResult } from './applied-store.js';
 import { METRICS_CONTENT_TYPE } from './metrics.js';
 import type { ConfigWatcher } from './config-watcher.js';
 import type { SnapshotCache } from './snapshot-cache.js';
+import type { FlowRelay } from './flow-relay.js';
 
 export interface AdminDeps {
   readonly config: ConfigWatcher;
@@ -15,6 +16,8 @@ export interface AdminDeps {
   readonly clients: () => unknown;
   /** The Prometheus text page for GET /metrics (ControlPlaneMetrics.render). */
   readonly metrics?: () => string;
+  /** GET /flows: the nodes' flow records, merged and filtered (JSON lines). */
+  readonly flows?: FlowRelay;
 }
 
 function shortType(url: string): string {
@@ -117,6 +120,19 @@ export async function startAdminServer(
       const page = deps.metrics();
       res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'content-length': Buffer.byteLength(page) });
       res.end(page);
+      return;
+    }
+    if (url.pathname === '/flows' && req.method === 'GET' && deps.flows) {
+      void deps.flows.handle(url.searchParams).then(
+        (a) => {
+          res.writeHead(a.status, { ...a.headers, 'content-length': Buffer.byteLength(a.body) });
+          res.end(a.body);
+        },
+        (e: unknown) => {
+          res.writeHead(500, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ error: String(e) }));
+        },
+      );
       return;
     }
     const handler = Object.hasOwn(routes, url.pathname) ? routes[url.pathname] : undefined;

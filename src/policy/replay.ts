@@ -70,6 +70,10 @@ export function replayFlows(records: readonly unknown[], proposed: PolicyView): 
       continue;
     }
     const f = raw as FlowLike;
+    if (isObj(raw.l7)) {
+      skip('L7 records (HTTP requests at a waypoint or gateway)');
+      continue;
+    }
     if (f.direction !== 'inbound') {
       skip('outbound records (decided at the destination)');
       continue;

@@ -11,6 +11,7 @@ import { ControlPlaneMetrics } from '../../controlplane/metrics.js';
 import { loadPaths } from '../../config/load.js';
 import { UsageError } from '../../errors.js';
 import { startAdminServer } from '../../controlplane/admin-server.js';
+import { FlowRelay } from '../../controlplane/flow-relay.js';
 import { ConfigWatcher, type ConfigState } from '../../controlplane/config-watcher.js';
 import { SnapshotCache } from '../../controlplane/snapshot-cache.js';
 import { AdsServer } from '../../xds/server/ads-server.js';
@@ -168,7 +169,14 @@ export const controlplaneCommand: Command = {
     let adminServer;
     try {
       ({ server: adminServer, port: adminPort } = await startAdminServer(
-        { config, cache, store, clients: () => ads.clients(), metrics: () => metrics.render() },
+        {
+          config,
+          cache,
+          store,
+          clients: () => ads.clients(),
+          metrics: () => metrics.render(),
+          flows: new FlowRelay(() => cache.model),
+        },
         admin.host,
         admin.port,
       ));

@@ -6,6 +6,8 @@ import { UsageError } from '../../errors.js';
 import { NodeProcess, type NodeProcessOptions } from '../../proxy/node/node-process.js';
 import { isNodeWorker, NodeWorkers, runNodeWorker } from '../../proxy/node/workers.js';
 import type { Bind, NodeConfig } from '../../proxy/node/node-config.js';
+import { ACCESS_LOG_FIELDS, isAccessLogField } from '../../proxy/l7/filters/access-log.js';
+import type { FlagSpec } from '../args.js';
 import { HELP_FLAG, type Command } from '../command.js';
 import { concurrencyFlag } from '../concurrency.js';
 import { hostPort } from '../host-port.js';
@@ -39,11 +41,56 @@ export function tracingFlags(endpoint: unknown, sampling: unknown): NodeProcessO
   return { otlpEndpoint: url.href, samplingPercent: pct };
 }
 
+/** --access-log / --access-log-fields, checked; undefined when access logging is off (the default). */
+export function accessLogFlags(path: unknown, fields: unknown): NodeProcessOptions['accessLog'] {
+  if (path === undefined) {
+    if (fields !== undefined) throw new UsageError('--access-log-fields needs --access-log PATH|- (where lines go)');
+    return undefined;
+  }
+  const p = String(path);
+  if (p.trim() === '') throw new UsageError('--access-log: expected a file path or - for stdout');
+  if (fields === undefined) return { path: p };
+  const names = String(fields)
+    .split(',')
+    .map((f) => f.trim())
+    .filter((f) => f !== '');
+  const unknown = names.filter((f) => !isAccessLogField(f));
+  if (names.length === 0 || unknown.length > 0)
+    throw new UsageError(
+      `--access-log-fields ${String(fields)}: ${unknown.length > 0 ? `unknown field${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')}` : 'no field'}; valid fields: ${ACCESS_LOG_FIELDS.join(', ')}`,
+    );
+  return { path: p, fields: names.filter(isAccessLogField) };
+}
+
+/** Shared with `trellis up`, which passes them to every node. */
+export const ACCESS_LOG_CLI_FLAGS: readonly FlagSpec[] = [
+  {
+    name: 'access-log',
+    type: 'string',
+    valueName: 'PATH|-',
+    description:
+      'access logs of the gateways and waypoints: one JSON line per request, appended to PATH (shared by workers and nodes) or - for stdout; default off',
+  },
+  {
+    name: 'access-log-fields',
+    type: 'string',
+    valueName: 'F1,F2,...',
+    description: `keys of each line (Envoy's JSON access log names), default all: ${ACCESS_LOG_FIELDS.join(',')}`,
+  },
+];
+
+/** --observability on|off (benchmarking/debugging switch); undefined when not given. */
+export function observabilityFlag(v: unknown): boolean | undefined {
+  if (v === undefined) return undefined;
+  if (v === 'on' || v === 'off') return v === 'on';
+  throw new UsageError(`--observability ${String(v)}: expected on or off`);
+}
+
 export const nodeCommand: Command = {
   name: 'node',
   summary: 'Run the node proxy for one Mesh node (HBONE, outbound proxies, gateways, waypoints)',
   usage:
-    'trellis node --name NODE [--xds 127.0.0.1:15010] [--metrics-listen HOST:PORT] [--concurrency N] [--otlp-endpoint URL [--trace-sampling PERCENT]]',
+    'trellis node --name NODE [--xds 127.0.0.1:15010] [--metrics-listen HOST:PORT] [--concurrency N] [--otlp-endpoint URL [--trace-sampling PERCENT]] [--access-log PATH|- [--access-log-fields F,...]]',
   flags: [
     { name: 'name', type: 'string', valueName: 'NODE', description: "the node's name in the Mesh's spec.nodes" },
     { name: 'xds', type: 'string', valueName: 'HOST:PORT', description: 'the control plane, default 127.0.0.1:15010' },
@@ -71,15 +118,29 @@ export const nodeCommand: Command = {
       valueName: 'PERCENT',
       description: 'share of new traces sampled, 0-100 (default 1); error responses are always exported',
     },
+    ...ACCESS_LOG_CLI_FLAGS,
+    {
+      name: 'observability',
+      type: 'string',
+      valueName: 'on|off',
+      description:
+        'off: no request metrics, tracing or access logs in the gateways and waypoints (for benchmarks and debugging), default on',
+    },
     HELP_FLAG,
   ],
   async run(args, io) {
     const name = args.flags.name as string | undefined;
     if (!name) throw new UsageError('trellis node needs --name NODE (a node of the Mesh spec.nodes)');
     const tracing = tracingFlags(args.flags['otlp-endpoint'], args.flags['trace-sampling']);
+    const accessLog = accessLogFlags(args.flags['access-log'], args.flags['access-log-fields']);
+    const observability = observabilityFlag(args.flags.observability);
+    const more = {
+      ...(accessLog ? { accessLog } : {}),
+      ...(observability !== undefined ? { observability } : {}),
+    };
     if (isNodeWorker()) {
       const worker = process.env.TRELLIS_NODE_WORKER ?? '0';
-      runNodeWorker(name, Number(worker), logTo(name, worker), tracing);
+      runNodeWorker(name, Number(worker), logTo(name, worker), tracing, more);
       // The worker lives until the primary tells it to stop (it exits the process itself).
       await new Promise<never>(() => undefined);
     }
@@ -99,6 +160,7 @@ export const nodeCommand: Command = {
             log,
             ...(metricsListen ? { metricsListen } : {}),
             ...(tracing ? { tracing } : {}),
+            ...more,
           })
         : new NodeWorkers({ node: name, xds, concurrency, log, ...(metricsListen ? { metricsListen } : {}) });
     await node.start();

@@ -20,7 +20,7 @@ import { concurrencyFlag } from '../concurrency.js';
 import { hostPort } from '../host-port.js';
 import type { Io } from '../output.js';
 import { Supervisor, waitForHttp, waitForPort } from '../supervisor.js';
-import { tracingFlags } from './node.js';
+import { ACCESS_LOG_CLI_FLAGS, accessLogFlags, observabilityFlag, tracingFlags } from './node.js';
 
 const TRELLIS_BIN = fileURLToPath(new URL('../../../../bin/trellis.js', import.meta.url));
 
@@ -92,7 +92,7 @@ export const upCommand: Command = {
   name: 'up',
   summary: 'Run a whole mesh on this machine: control plane, one node process per Mesh node, and the workloads',
   usage:
-    'trellis up -f DIR [--state-dir DIR] [--xds-listen 127.0.0.1:15010] [--admin-listen 127.0.0.1:15014] [--concurrency N] [--otlp-endpoint URL [--trace-sampling PERCENT]]',
+    'trellis up -f DIR [--state-dir DIR] [--xds-listen 127.0.0.1:15010] [--admin-listen 127.0.0.1:15014] [--concurrency N] [--otlp-endpoint URL [--trace-sampling PERCENT]] [--access-log PATH|- [--access-log-fields F,...]] [--observability on|off]',
   flags: [
     { name: 'config', short: 'f', type: 'list', valueName: 'DIR', description: 'config directory (or file)' },
     {
@@ -122,6 +122,14 @@ export const upCommand: Command = {
       valueName: 'PERCENT',
       description: 'share of new traces sampled, 0-100 (trellis node --trace-sampling), default 1',
     },
+    // Every node appends to the same file (atomic line appends); each line names its proxy.
+    ...ACCESS_LOG_CLI_FLAGS,
+    {
+      name: 'observability',
+      type: 'string',
+      valueName: 'on|off',
+      description: 'trellis node --observability: off for benchmarks and debugging, default on',
+    },
     HELP_FLAG,
   ],
   async run(args, io) {
@@ -136,6 +144,14 @@ export const upCommand: Command = {
       ...(args.flags['trace-sampling'] !== undefined ? ['--trace-sampling', String(args.flags['trace-sampling'])] : []),
     ];
     tracingFlags(args.flags['otlp-endpoint'], args.flags['trace-sampling']); // usage errors here, not in a node's log
+    const accessLog = accessLogFlags(args.flags['access-log'], args.flags['access-log-fields']);
+    const observability = observabilityFlag(args.flags.observability);
+    tracingArgs.push(
+      // Absolute: a node's working directory need not be ours.
+      ...(accessLog ? ['--access-log', accessLog.path === '-' ? '-' : resolve(accessLog.path)] : []),
+      ...(accessLog?.fields ? ['--access-log-fields', accessLog.fields.join(',')] : []),
+      ...(observability !== undefined ? ['--observability', observability ? 'on' : 'off'] : []),
+    );
     for (const p of paths) if (!existsSync(p)) throw new UsageError(`-f ${p}: no such file or directory`);
     const first = resolve(paths[0]!);
     const configDir = statSync(first).isDirectory() ? first : dirname(first);

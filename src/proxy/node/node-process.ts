@@ -22,6 +22,10 @@ import { rbacFilter } from '../l7/filters/rbac.js';
 import { tracingFilter } from '../l7/filters/tracing.js';
 import { OtlpTraceExporter } from '../../observe/otlp-exporter.js';
 import { addClusterStats, statsFilter } from '../l7/filters/stats.js';
+import { flowLogFilter } from '../l7/filters/flow-log.js';
+import { FlowBuffer, serveFlows } from '../../observe/flow-buffer.js';
+import { accessLogFilter, type AccessLogField } from '../l7/filters/access-log.js';
+import { AccessLogWriter } from '../../observe/access-log-writer.js';
 import type { UpstreamTarget } from '../l7/upstream.js';
 import { Http1Pool } from '../l7/h1-upstream.js';
 import { UpstreamConnectError } from '../l7/upstream-pool.js';
@@ -45,6 +49,13 @@ export interface NodeProcessOptions {
   readonly worker?: number;
   /** Tracing in the gateways and waypoints: spans go to this OTLP/HTTP collector. */
   readonly tracing?: { readonly otlpEndpoint: string; readonly samplingPercent?: number };
+  /** Access logs of the gateways and waypoints: JSON lines appended to `path` ("-": stdout); off when absent. */
+  readonly accessLog?: { readonly path: string; readonly fields?: readonly AccessLogField[] };
+  /**
+   * false: no request metrics, tracing or access log filters in the L7 chains (a benchmarking and
+   * debugging switch, `trellis node --observability off`, to measure what observability costs).
+   */
+  readonly observability?: boolean;
 }
 
 interface Running {
@@ -111,6 +122,8 @@ export class NodeProcess {
   readonly applied = new Promise<void>((resolve) => (this.#firstApplied = resolve));
   /** istio_tcp_* and the L7 engines' istio_request* series, one registry for the node's /metrics. */
   readonly metrics = new L4Metrics();
+  /** Recent flow records, L4 and L7 (GET /flows; a worker's primary pulls them). */
+  readonly flows = new FlowBuffer();
   #credentials = new Credentials();
   #config: NodeConfig | undefined;
   #resolver: Resolver | undefined;
@@ -132,17 +145,28 @@ export class NodeProcess {
   #closed = false;
   /** One exporter (queue, batches) for every L7 engine of the process. */
   readonly #spans: OtlpTraceExporter | undefined;
+  /** One writer for every L7 engine of the process. */
+  readonly #accessLog: AccessLogWriter | undefined;
 
   constructor(opts: NodeProcessOptions) {
     this.#opts = opts;
-    this.#spans = opts.tracing
-      ? new OtlpTraceExporter({
-          endpoint: opts.tracing.otlpEndpoint,
-          serviceName: `trellis-node.${opts.node}`,
-          resourceAttributes: { 'service.instance.id': `${opts.node}/${opts.worker ?? 0}` },
-          log: (level, msg, fields) => this.#log(level, msg, fields),
-        })
-      : undefined;
+    const observe = opts.observability !== false;
+    this.#accessLog =
+      observe && opts.accessLog
+        ? new AccessLogWriter({
+            path: opts.accessLog.path,
+            onError: (e) => this.#log('error', 'access log not writable; dropping its lines', { error: String(e) }),
+          })
+        : undefined;
+    this.#spans =
+      observe && opts.tracing
+        ? new OtlpTraceExporter({
+            endpoint: opts.tracing.otlpEndpoint,
+            serviceName: `trellis-node.${opts.node}`,
+            resourceAttributes: { 'service.instance.id': `${opts.node}/${opts.worker ?? 0}` },
+            log: (level, msg, fields) => this.#log(level, msg, fields),
+          })
+        : undefined;
     this.#xds =
       opts.xds === undefined
         ? undefined
@@ -178,11 +202,13 @@ export class NodeProcess {
       time: new Date().toISOString(),
       node: this.#opts.node,
       ...(this.#opts.worker !== undefined ? { worker: this.#opts.worker } : {}),
+      observationPoint: f.direction === 'inbound' ? 'node-inbound' : 'node-outbound',
       ...f,
     };
     if (phase !== 'close') this.metrics.record(rec, 'open');
     if (phase !== 'open') {
       this.metrics.record(rec, 'close');
+      this.flows.push(rec);
       if (this.#opts.onFlow) this.#opts.onFlow(rec);
       else process.stdout.write(`${JSON.stringify({ type: 'flow', ...rec })}\n`);
     }
@@ -196,6 +222,8 @@ export class NodeProcess {
         if (req.url === '/metrics') {
           res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
           res.end(this.renderMetrics());
+        } else if (req.url?.startsWith('/flows') && (req.url.length === 6 || req.url[6] === '?')) {
+          serveFlows(this.flows, req, res);
         } else if (req.url === '/healthz/ready') {
           res.writeHead(this.#config ? 200 : 503);
           res.end(this.#config ? 'ready\n' : 'warming\n');
@@ -409,10 +437,34 @@ export class NodeProcess {
             rbacFilter(policies),
             ...defaultFilters(),
             // The node's registry: series survive an engine being replaced.
-            statsFilter({
-              registry: this.metrics.registry,
-              reporter: role.role === 'waypoint' ? 'waypoint' : 'source',
-            }),
+            ...(this.#opts.observability !== false
+              ? [
+                  statsFilter({
+                    registry: this.metrics.registry,
+                    reporter: role.role === 'waypoint' ? 'waypoint' : 'source',
+                  }),
+                ]
+              : []),
+            ...(this.#accessLog
+              ? [
+                  accessLogFilter({
+                    sink: (line) => this.#accessLog!.write(line),
+                    fields: this.#opts.accessLog?.fields,
+                    proxy: `${role.role}/${role.gateway}`,
+                  }),
+                ]
+              : []),
+            // Last: sees the request as every other filter left it (L7 records: ring buffer only).
+            ...(this.#opts.observability !== false
+              ? [
+                  flowLogFilter({
+                    node: this.#opts.node,
+                    ...(this.#opts.worker !== undefined ? { worker: this.#opts.worker } : {}),
+                    role: role.role === 'waypoint' ? 'waypoint' : 'gateway',
+                    buffer: this.flows,
+                  }),
+                ]
+              : []),
           ],
         });
         entry = { engine, key };
@@ -526,7 +578,7 @@ export class NodeProcess {
     listener: string,
     route: Exclude<Route, { kind: 'refused' }>,
     principal: string,
-  ): { reason: string; address: string } | undefined {
+  ): { reason: string; address: string; policy?: string } | undefined {
     const policy = this.#config?.egress.get(listener);
     if (!policy || policy.rbac.empty) return undefined;
     let targets: { address: string; port: number }[];
@@ -541,7 +593,11 @@ export class NodeProcess {
     for (const t of targets) {
       const d = policy.rbac.evaluate({ principal, destinationIp: t.address, destinationPort: t.port });
       if (!d.allowed)
-        return { reason: `egress ${deniedReason(d, policy.allowRules)}`, address: `${t.address}:${t.port}` };
+        return {
+          reason: `egress ${deniedReason(d, policy.allowRules)}`,
+          address: `${t.address}:${t.port}`,
+          ...(d.policy !== undefined ? { policy: d.policy } : {}),
+        };
     }
     return undefined;
   }
@@ -572,6 +628,7 @@ export class NodeProcess {
           direction: 'outbound',
           verdict: 'DENIED',
           reason: denied.reason,
+          ...(denied.policy !== undefined ? { policy: denied.policy } : {}),
           source,
           destination: { address: denied.address, ...(service ? { service } : {}) },
           via: route.kind === 'direct' ? 'passthrough' : route.via,
@@ -741,13 +798,14 @@ export class NodeProcess {
   #onTunnel(t: TunnelRequest): void {
     const cfg = this.#config;
     const source = { identity: t.peerIdentity, address: t.peerAddress };
-    const refuse = (status: number, reason: string, destination: FlowRecord['destination']) => {
+    const refuse = (status: number, reason: string, destination: FlowRecord['destination'], policy?: string) => {
       if (!t.stream.destroyed) t.stream.respond({ ':status': status, 'trellis-reason': reason }, { endStream: true });
       this.#flow(
         {
           direction: 'inbound',
           verdict: status === 403 ? 'DENIED' : 'ERROR',
           reason,
+          ...(policy !== undefined ? { policy } : {}),
           source,
           destination,
           via: 'hbone',
@@ -767,7 +825,8 @@ export class NodeProcess {
         destinationIp: ip,
         destinationPort: port,
       });
-      if (!decision.allowed) return refuse(403, deniedReason(decision, inbound.allowPolicies), destination);
+      if (!decision.allowed)
+        return refuse(403, deniedReason(decision, inbound.allowPolicies), destination, decision.policy);
       return this.#deliver(t, ip, port, source, destination);
     }
     for (const role of cfg?.l7 ?? []) {
@@ -866,7 +925,14 @@ export class NodeProcess {
     this.#pool.close();
     if (this.#hbone) await this.#hbone.close();
     if (this.#metricsServer) await closeServer(this.#metricsServer);
-    // After the engines: their last requests' spans are queued by now.
+    // After the engines: their last requests' spans and access log lines are queued by now.
     await this.#spans?.close();
+    if (this.#accessLog) {
+      await this.#accessLog.close();
+      if (this.#accessLog.dropped > 0)
+        this.#log('warn', 'access log lines dropped (writer over its buffer bound)', {
+          dropped: this.#accessLog.dropped,
+        });
+    }
   }
 }

@@ -95,7 +95,15 @@ export class PlaintextInboundListeners {
     });
     if (!decision.allowed) {
       client.destroy();
-      this.#flow({ ...base, verdict: 'DENIED', reason: deniedReason(decision, p.allowPolicies) }, 'once');
+      this.#flow(
+        {
+          ...base,
+          verdict: 'DENIED',
+          reason: deniedReason(decision, p.allowPolicies),
+          ...(decision.policy !== undefined ? { policy: decision.policy } : {}),
+        },
+        'once',
+      );
       return;
     }
     const started = Date.now();

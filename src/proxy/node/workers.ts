@@ -8,13 +8,23 @@
 import cluster, { type Worker } from 'node:cluster';
 import { createServer, type Server } from 'node:http';
 import { MetricsRegistry, type FamilySnapshot } from '../../observe/metrics-registry.js';
+import { FlowBuffer, serveFlows } from '../../observe/flow-buffer.js';
+import type { FlowRecord } from '../../observe/flows.js';
 import { XdsClient, type XdsState } from '../xds-client.js';
 import { NodeProcess, type NodeProcessOptions } from './node-process.js';
 import { nodeConfig, secretNamesFor, type Bind, type NodeConfig } from './node-config.js';
 
 type Series = FamilySnapshot[];
-type ToWorker = { type: 'state'; state: XdsState } | { type: 'metrics'; id: number } | { type: 'shutdown' };
-type ToPrimary = { type: 'listening' } | { type: 'applied' } | { type: 'metrics'; id: number; series: Series };
+type ToWorker =
+  | { type: 'state'; state: XdsState }
+  | { type: 'metrics'; id: number }
+  | { type: 'flows'; id: number; since: number }
+  | { type: 'shutdown' };
+type ToPrimary =
+  | { type: 'listening' }
+  | { type: 'applied' }
+  | { type: 'metrics'; id: number; series: Series }
+  | { type: 'flows'; id: number; records: FlowRecord[]; last: number };
 
 type Log = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 
@@ -43,6 +53,14 @@ export class NodeWorkers {
   readonly #workers = new Set<Worker>();
   readonly #applied = new Set<Worker>();
   readonly #pendingMetrics = new Map<number, (s: Series) => void>();
+  /**
+   * The node's flow records, pulled from the workers' buffers when someone reads /flows (no
+   * per-record IPC), renumbered here so the node has one sequence. Per worker: its last seq pulled.
+   */
+  readonly #flows = new FlowBuffer();
+  readonly #flowCursors = new Map<Worker, number>();
+  readonly #pendingFlows = new Map<number, (m: { records: FlowRecord[]; last: number }) => void>();
+  #pulling: Promise<void> | undefined;
   #state: XdsState | undefined;
   #config: NodeConfig | undefined;
   #metricsServer: Server | undefined;
@@ -95,9 +113,11 @@ export class NodeWorkers {
         this.#applied.add(w);
         if (this.#ready()) this.#allApplied?.();
       } else if (m.type === 'metrics') this.#pendingMetrics.get(m.id)?.(m.series);
+      else if (m.type === 'flows') this.#pendingFlows.get(m.id)?.(m);
     });
     w.once('exit', (code, signal) => {
       this.#workers.delete(w);
+      this.#flowCursors.delete(w);
       this.#applied.delete(w);
       if (this.#closing) return;
       const now = Date.now();
@@ -140,6 +160,8 @@ export class NodeWorkers {
           res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
           res.end(text);
         });
+      } else if (req.url?.startsWith('/flows') && (req.url.length === 6 || req.url[6] === '?')) {
+        void this.#pullFlows().then(() => serveFlows(this.#flows, req, res));
       } else if (req.url === '/healthz/ready') {
         const ready = this.#ready();
         res.writeHead(ready ? 200 : 503);
@@ -181,6 +203,38 @@ export class NodeWorkers {
     return total.render();
   }
 
+  /** Appends what the workers recorded since the last pull (one pull at a time; bounded by METRICS_TIMEOUT_MS). */
+  #pullFlows(): Promise<void> {
+    this.#pulling ??= this.#pullOnce().finally(() => (this.#pulling = undefined));
+    return this.#pulling;
+  }
+
+  async #pullOnce(): Promise<void> {
+    const batches = await Promise.all(
+      [...this.#workers].map(
+        (w) =>
+          new Promise<FlowRecord[]>((resolve) => {
+            const id = this.#nextRequest++;
+            const timer = setTimeout(() => {
+              this.#pendingFlows.delete(id);
+              resolve([]);
+            }, METRICS_TIMEOUT_MS);
+            this.#pendingFlows.set(id, ({ records, last }) => {
+              clearTimeout(timer);
+              this.#pendingFlows.delete(id);
+              if (this.#workers.has(w)) this.#flowCursors.set(w, last);
+              resolve(records);
+            });
+            this.#send(w, { type: 'flows', id, since: this.#flowCursors.get(w) ?? 0 });
+          }),
+      ),
+    );
+    // Interleaved by time across workers; seqs are the order of arrival here.
+    const merged = batches.flat();
+    if (batches.length > 1) merged.sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : 0));
+    for (const r of merged) this.#flows.push(r);
+  }
+
   /** Asks every worker to drain and stop (bounded), then stops xDS. */
   async close(): Promise<void> {
     this.#closing = true;
@@ -210,9 +264,15 @@ export class NodeWorkers {
 }
 
 /** A worker: a node process fed by the primary; it stops when told to or when the primary goes away. */
-/** `tracing`: a worker parses the same argv as its primary (cluster.fork), so it passes its own. */
-export function runNodeWorker(node: string, worker: number, log: Log, tracing?: NodeProcessOptions['tracing']): void {
-  const np = new NodeProcess({ node, log, worker, ...(tracing ? { tracing } : {}) });
+/** `tracing`, `more`: a worker parses the same argv as its primary (cluster.fork), so it passes its own. */
+export function runNodeWorker(
+  node: string,
+  worker: number,
+  log: Log,
+  tracing?: NodeProcessOptions['tracing'],
+  more: Pick<NodeProcessOptions, 'accessLog' | 'observability'> = {},
+): void {
+  const np = new NodeProcess({ node, log, worker, ...(tracing ? { tracing } : {}), ...more });
   let stopping = false;
   const stop = (): void => {
     if (stopping) return;
@@ -230,7 +290,11 @@ export function runNodeWorker(node: string, worker: number, log: Log, tracing?: 
       void np.applyState(m.state).then(() => process.send?.({ type: 'applied' } satisfies ToPrimary));
     else if (m.type === 'metrics')
       process.send?.({ type: 'metrics', id: m.id, series: np.metricsSnapshot() } satisfies ToPrimary);
-    else if (m.type === 'shutdown') stop();
+    else if (m.type === 'flows') {
+      const got = np.flows.since(m.since);
+      const last = got.length ? got[got.length - 1]!.seq : np.flows.lastSeq;
+      process.send?.({ type: 'flows', id: m.id, records: got.map((f) => f.record), last } satisfies ToPrimary);
+    } else if (m.type === 'shutdown') stop();
   });
   process.send?.({ type: 'listening' } satisfies ToPrimary);
 }

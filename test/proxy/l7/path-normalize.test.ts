@@ -69,6 +69,8 @@ test('through the engine: a DENY rule on /admin cannot be walked around with dot
   try {
     for (const path of ['/admin', '/public/../admin', '/%2e%2e/admin/users', '/x/./../admin', '/public\\..\\admin'])
       assert.equal((await get(proxy.port, path)).status, 403, path);
+    // Envoy's details name the denying policy (access logs and flow records carry it).
+    assert.ok(proxy.logs.some((r) => r.details === 'rbac_access_denied_matched_policy[no-admin]'));
     const ok = await get(proxy.port, '/public/../items/./1?q=..');
     assert.equal(ok.status, 200);
     assert.equal(json(ok).url, '/items/1?q=..');

@@ -5,12 +5,26 @@ import { compileRbacFilters, REQUEST_AUTH_STATE, type CompiledRbac, type Request
 import type { EnvoyObject } from '../config.js';
 import type { HttpFilterFactory } from '../filter.js';
 
+import type { RbacDecision } from '../../rbac/evaluate.js';
+import type { LocalReply } from '../context.js';
+
 const DENIED = {
   status: 403,
   body: 'RBAC: access denied',
   flag: 'RBAC',
-  details: 'rbac_access_denied_matched_policy',
+  details: 'rbac_access_denied_matched_policy[none]',
 } as const;
+
+// Envoy's details name the policy that denied: rbac_access_denied_matched_policy[<name>], which
+// access logs and flow records carry. Decisions are shared objects, so one reply per decision.
+const replies = new WeakMap<RbacDecision, LocalReply>();
+
+function deniedReply(d: RbacDecision): LocalReply {
+  if (d.policy === undefined) return DENIED;
+  let r = replies.get(d);
+  if (!r) replies.set(d, (r = { ...DENIED, details: `rbac_access_denied_matched_policy[${d.policy}]` }));
+  return r;
+}
 
 /** `httpFiltersFor(routeConfig)`: the HCM http_filters of the chain that routes with it. */
 export function rbacFilter(httpFiltersFor: (routeConfig: string) => readonly EnvoyObject[]): HttpFilterFactory {
@@ -40,7 +54,7 @@ export function rbacFilter(httpFiltersFor: (routeConfig: string) => readonly Env
               header: (name) => (name === 'host' ? ctx.authority : ctx.header(name)),
             },
           });
-          return decision.allowed ? undefined : DENIED;
+          return decision.allowed ? undefined : deniedReply(decision);
         },
       };
     },
