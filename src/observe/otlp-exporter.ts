@@ -7,7 +7,7 @@
 import { request as httpRequest, Agent as HttpAgent } from 'node:http';
 import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
-import type { FinishedSpan, SpanSink } from '../proxy/l7/filters/tracing.js';
+import type { FinishedSpan, SpanSink } from './span.js';
 
 /** The SDK's ReadableSpan, as the serializer takes it (no direct dependency on the SDK packages). */
 type ReadableSpan = Parameters<typeof ProtobufTraceSerializer.serializeRequest>[0][number];

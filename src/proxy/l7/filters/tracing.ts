@@ -14,6 +14,7 @@
 // Hot path: an unsampled request costs the header checks and one string (the new traceparent,
 // written into a scratch buffer); no span object exists until a span is recorded at completion,
 // rebuilt from the request's headers.
+import type { SpanSink } from '../../../observe/span.js';
 import { randomFillSync } from 'node:crypto';
 import type { AccessLogRecord } from '../access-log.js';
 import type { RequestContext } from '../context.js';
@@ -22,28 +23,7 @@ import type { HttpFilterFactory } from '../filter.js';
 export const TRACING_FILTER_NAME = 'trellis.filters.http.tracing';
 
 /** A finished span, as the filter hands it to a sink (the OTLP exporter). */
-export interface FinishedSpan {
-  /** 32 lowercase hex. */
-  readonly traceId: string;
-  /** 16 lowercase hex. */
-  readonly spanId: string;
-  /** The caller's span; undefined for a trace started here. */
-  readonly parentSpanId: string | undefined;
-  /** W3C trace-flags (bit 0: sampled). */
-  readonly traceFlags: number;
-  readonly traceState: string | undefined;
-  readonly name: string;
-  /** Epoch ms. */
-  readonly startMs: number;
-  readonly endMs: number;
-  readonly error: boolean;
-  readonly attributes: Readonly<Record<string, string | number>>;
-}
-
-export interface SpanSink {
-  /** Must not block: queue or drop. */
-  record(span: FinishedSpan): void;
-}
+export type { FinishedSpan, SpanSink } from '../../../observe/span.js';
 
 export interface TracingOptions {
   readonly sink: SpanSink;
