@@ -14,7 +14,7 @@ import {
 } from '../proxy/rbac/evaluate.js';
 import { closest } from '../util/did-you-mean.js';
 import type { EnvoyObject } from '../xds/translate/route-match.js';
-import { policiesOfFilter, sourceOf } from './decision-source.js';
+import { allowPolicies, sourceOf } from '../proxy/rbac/policy-names.js';
 import type { PolicyView } from './view.js';
 
 export type Verdict = 'ALLOW' | 'DENY';
@@ -131,6 +131,21 @@ function httpFiltersOf(filters: readonly EnvoyObject[]): EnvoyObject[] {
   return [];
 }
 
+/**
+ * A denial no policy named ("no ALLOW policy matched"), with the ALLOW policies in force at the
+ * filters that found nothing (each evaluated alone), so the message says what to change.
+ */
+export function explainDenial(
+  filters: readonly EnvoyObject[],
+  mode: 'l4' | 'l7',
+  attrs: RbacAttributes,
+  d: RbacDecision,
+  where: 'here' | 'there' = 'here',
+): string {
+  const names = allowPolicies(filters.filter((f) => !compileRbacFilters([f], mode).evaluate(attrs).allowed));
+  return names.length ? `${d.reason}; the ALLOW policies in force ${where}: ${names.join(', ')}` : d.reason;
+}
+
 /** An RBAC decision as a step; a "no ALLOW matched" names the filter's policies that did not match. */
 function step(
   filters: readonly EnvoyObject[],
@@ -140,13 +155,7 @@ function step(
 ): CheckStep {
   const d: RbacDecision = compileRbacFilters(filters, mode).evaluate(attrs);
   const src = sourceOf(d);
-  let reason = d.reason;
-  if (!d.allowed && !src) {
-    // Which ALLOW filter found nothing: evaluate each alone.
-    const failing = filters.filter((f) => !compileRbacFilters([f], mode).evaluate(attrs).allowed);
-    const names = failing.flatMap(policiesOfFilter);
-    if (names.length) reason = `${d.reason}; the ALLOW policies in force here: ${names.join(', ')}`;
-  }
+  const reason = d.allowed || src ? d.reason : explainDenial(filters, mode, attrs, d);
   return {
     ...base,
     layer: mode === 'l4' ? 'L4' : 'L7',

@@ -7,8 +7,8 @@
 import { get, isObj } from '../proxy/envoy/values.js';
 import { compileRbacFilters, type CompiledRbac } from '../proxy/rbac/evaluate.js';
 import type { EnvoyObject } from '../xds/translate/route-match.js';
-import type { Verdict } from './check.js';
-import { policiesOfFilter, sourceOf } from './decision-source.js';
+import { explainDenial, type Verdict } from './check.js';
+import { sourceOf } from '../proxy/rbac/policy-names.js';
 import type { PolicyView } from './view.js';
 
 export interface ReplayGroup {
@@ -123,31 +123,18 @@ export function replayFlows(records: readonly unknown[], proposed: PolicyView): 
     } else {
       let rbac = compiled.get(listenerName);
       if (!rbac) compiled.set(listenerName, (rbac = compileRbacFilters(filtersOf(listener), 'l4')));
-      const d = rbac.evaluate({
+      const attrs = {
         ...(identity ? { principal: identity } : {}),
         ...(sourceIp ? { sourceIp } : {}),
         destinationIp: ip,
         destinationPort: port,
-      });
+      };
+      const d = rbac.evaluate(attrs);
       after = d.allowed ? 'ALLOW' : 'DENY';
       const src = sourceOf(d);
       policy = src?.policy;
       rule = src?.rule;
-      reason = d.reason;
-      if (!d.allowed && !src) {
-        const names = filtersOf(listener)
-          .filter(
-            (x) =>
-              !compileRbacFilters([x], 'l4').evaluate({
-                ...(identity ? { principal: identity } : {}),
-                ...(sourceIp ? { sourceIp } : {}),
-                destinationIp: ip,
-                destinationPort: port,
-              }).allowed,
-          )
-          .flatMap(policiesOfFilter);
-        if (names.length) reason = `${d.reason}; the ALLOW policies in force there: ${names.join(', ')}`;
-      }
+      reason = d.allowed || src ? d.reason : explainDenial(filtersOf(listener), 'l4', attrs, d, 'there');
     }
     replayed++;
     if (after === before) continue;

@@ -2,6 +2,7 @@
 // local workloads' outbound proxies and upstream ports (with their egress policy), inbound ports (with their L4
 // authorization; plaintext ones where PeerAuthentication allows), its gateways and waypoints; and how to reach a destination (endpoint node
 // or waypoint).
+import { allowPolicies } from '../rbac/policy-names.js';
 import { readTrellisMetadata } from '../../xds/struct.js';
 import { loadAssignmentOf, usableEndpoints } from '../envoy/endpoints.js';
 import { compileRbacFilters, NETWORK_RBAC_TYPE, type CompiledRbac } from '../rbac/evaluate.js';
@@ -33,22 +34,8 @@ export interface InboundPort extends Bind {
   readonly workload: string;
   readonly identity: string;
   readonly rbac: CompiledRbac;
-  /** The ALLOW AuthorizationPolicies in force ("ns/name"): named in a flow record when none matched. */
+  /** The ALLOW policies in force ("AuthorizationPolicy/ns/name", "NetworkPolicy/ns/name"): named in a flow record when none matched. */
   readonly allowPolicies: readonly string[];
-}
-
-/** "ns/name" of the ALLOW AuthorizationPolicies behind RBAC filters (policies named ns[NS]-policy[NAME]-rule[i]). */
-export function allowPolicyNames(filters: readonly EnvoyObject[]): string[] {
-  const names = new Set<string>();
-  for (const f of filters) {
-    const rules = (f.typed_config as { rules?: { action?: unknown; policies?: unknown } } | undefined)?.rules;
-    if (!rules || (rules.action !== undefined && rules.action !== 'ALLOW' && rules.action !== 0)) continue;
-    for (const key of Object.keys((rules.policies as object | undefined) ?? {})) {
-      const m = /^ns\[([^\]]*)\]-policy\[([^\]]*)\]/.exec(key);
-      if (m) names.add(`${m[1]}/${m[2]}`);
-    }
-  }
-  return [...names].sort();
 }
 
 /**
@@ -61,24 +48,13 @@ export interface EgressPolicy {
   readonly allowRules: readonly string[];
 }
 
-/** Every policy name of the ALLOW filters (NetworkPolicy rules are named "<Kind>/<ns>/<name>/egress[<i>]"). */
-export function allowRuleNames(filters: readonly EnvoyObject[]): string[] {
-  const names = new Set<string>();
-  for (const f of filters) {
-    const rules = (f.typed_config as { rules?: { action?: unknown; policies?: unknown } } | undefined)?.rules;
-    if (!rules || (rules.action !== undefined && rules.action !== 'ALLOW' && rules.action !== 0)) continue;
-    for (const key of Object.keys((rules.policies as object | undefined) ?? {})) names.add(key);
-  }
-  return [...names].sort();
-}
-
 /** The RBAC filters of a listener's chains (tcp_proxy and the like left out), or undefined when there are none. */
 function egressOf(chains: readonly EnvoyObject[]): EgressPolicy | undefined {
   const filters = chains
     .flatMap((c) => (c.filters as EnvoyObject[] | undefined) ?? [])
     .filter((f) => (f.typed_config as { '@type'?: unknown } | undefined)?.['@type'] === NETWORK_RBAC_TYPE);
   if (filters.length === 0) return undefined;
-  return { rbac: compileRbacFilters(filters, 'l4'), allowRules: allowRuleNames(filters) };
+  return { rbac: compileRbacFilters(filters, 'l4'), allowRules: allowPolicies(filters, 'rule') };
 }
 
 /** A plaintext way into a local workload port (PeerAuthentication PERMISSIVE or DISABLE). */
@@ -184,7 +160,7 @@ export function nodeConfig(node: string, state: XdsState): NodeConfig {
         workload: str(md.workload),
         identity,
         rbac: compileRbacFilters(filters, 'l4'),
-        allowPolicies: allowPolicyNames(filters),
+        allowPolicies: allowPolicies(filters),
       });
     } else if (role === 'inbound-plaintext' && bind) {
       const target = str(md.target);
@@ -200,7 +176,7 @@ export function nodeConfig(node: string, state: XdsState): NodeConfig {
           target: { address: target.slice(0, colon), port },
           mode: str(md.mtls),
           rbac: compileRbacFilters(filters, 'l4'),
-          allowPolicies: allowPolicyNames(filters),
+          allowPolicies: allowPolicies(filters),
         });
       }
     } else if (role === 'gateway' || role === 'waypoint') {

@@ -1,9 +1,9 @@
-// Which policy and rule an RBAC decision came from. Every kind compiles to RBAC policies whose
-// names say where they came from: istiod's "ns[NS]-policy[NAME]-rule[I]" for
-// AuthorizationPolicy, "Kind/NS/NAME/<rule path>" for the network policy kinds.
-import type { RbacDecision } from '../proxy/rbac/evaluate.js';
-import { get, isObj } from '../proxy/envoy/values.js';
-import type { EnvoyObject } from '../xds/translate/route-match.js';
+// Which policy and rule an RBAC policy name stands for. Every kind compiles to RBAC policies
+// whose names say where they came from: istiod's "ns[NS]-policy[NAME]-rule[I]" for
+// AuthorizationPolicy, "Kind/NS/NAME/<rule path>" for the network policy kinds. Used by the
+// proxies (what a denial's flow record names) and by policy check / replay.
+import { get, isObj, type Obj } from '../envoy/values.js';
+import type { RbacDecision } from './evaluate.js';
 
 export interface DecisionSource {
   /** "AuthorizationPolicy/shop/api-allow" — the policy resource. */
@@ -12,7 +12,8 @@ export interface DecisionSource {
   readonly rule?: string;
 }
 
-const ISTIO = /^ns\[([^\]]*)\]-policy\[([^\]]*)\]-rule\[(\d+)\]$/;
+// CUSTOM rules carry a "-provider[P]" suffix.
+const ISTIO = /^ns\[([^\]]*)\]-policy\[([^\]]*)\]-rule\[(\d+)\](?:-provider\[[^\]]*\])?$/;
 // Kind/NS/NAME/<path> for namespaced kinds, Kind/NAME/<path> for cluster-wide ones; the path is
 // the rule's place in the resource ("ingress[0]", "specs[1]/ingress[0]").
 const NAMESPACED = /^(NetworkPolicy|CiliumNetworkPolicy)\/([^/]+)\/([^/]+)\/(.+)$/;
@@ -49,13 +50,21 @@ export function sourceOf(d: RbacDecision): DecisionSource | undefined {
   return name === undefined ? undefined : (sourceOfPolicyName(name) ?? { policy: name });
 }
 
-/** The policy resources an RBAC filter config holds (for "no ALLOW rule matched" messages). */
-export function policiesOfFilter(filter: EnvoyObject): string[] {
-  const tc = isObj(filter) ? get(filter, 'typed_config') : undefined;
-  const rules = isObj(tc) ? get(tc, 'rules') : undefined;
-  const policies = isObj(rules) ? get(rules, 'policies') : undefined;
-  if (!isObj(policies)) return [];
+const ALLOW_ACTIONS: ReadonlySet<unknown> = new Set([undefined, 'ALLOW', 0]);
+
+/**
+ * The ALLOW policies in force in RBAC filter configs, for "no ALLOW rule matched" messages:
+ * as policy resources ("AuthorizationPolicy/shop/api-allow") or as rule names.
+ */
+export function allowPolicies(filters: readonly unknown[], as: 'policy' | 'rule' = 'policy'): string[] {
   const out = new Set<string>();
-  for (const name of Object.keys(policies)) out.add(sourceOfPolicyName(name)?.policy ?? name);
+  for (const f of filters) {
+    const tc = isObj(f) ? get(f, 'typed_config') : undefined;
+    const rules = isObj(tc) ? get(tc, 'rules') : undefined;
+    if (!isObj(rules) || !ALLOW_ACTIONS.has(get(rules, 'action'))) continue;
+    const policies = get(rules, 'policies');
+    for (const name of Object.keys(isObj(policies) ? (policies as Obj) : {}))
+      out.add(as === 'rule' ? name : (sourceOfPolicyName(name)?.policy ?? name));
+  }
   return [...out].sort();
 }
