@@ -12,7 +12,7 @@ import { CA_FILES, loadCa, saveCa } from '../../identity/ca-store.js';
 import { compileModel } from '../../model/compile.js';
 import type { MeshModel } from '../../model/mesh-model.js';
 import { parseGoDuration } from '../../util/duration.js';
-import { TYPE_URLS } from '../../xds/snapshot.js';
+import { TYPE_URLS, type Snapshot } from '../../xds/snapshot.js';
 import { proxylessSnapshot } from '../../xds/translate/proxyless.js';
 import { readTrellisMetadata } from '../../xds/struct.js';
 import { HELP_FLAG, type Command } from '../command.js';
@@ -40,9 +40,8 @@ function alive(pid: number): boolean {
 }
 
 /** The outbound proxy address of each workload, from the node resources the control plane will serve. */
-function outboundProxies(model: MeshModel): Map<string, string> {
+function outboundProxies(model: MeshModel, snap: Snapshot): Map<string, string> {
   const out = new Map<string, string>();
-  const snap = proxylessSnapshot(model);
   for (const w of model.workloads) {
     if (!w.node) continue;
     const l = snap.resources(TYPE_URLS.listener).get(`trellis/${w.node}/outbound/${w.namespace}/${w.name}`);
@@ -54,9 +53,9 @@ function outboundProxies(model: MeshModel): Map<string, string> {
 }
 
 /** Workload id -> "node ip:port -> workload port (MODE)" of each plaintext inbound listener (PERMISSIVE / DISABLE ports). */
-function plaintextInbounds(model: MeshModel): Map<string, string[]> {
+function plaintextInbounds(snap: Snapshot): Map<string, string[]> {
   const out = new Map<string, string[]>();
-  for (const l of proxylessSnapshot(model).resources(TYPE_URLS.listener).values()) {
+  for (const l of snap.resources(TYPE_URLS.listener).values()) {
     if (!/^trellis\/[^/]+\/inbound-plaintext\//.test(l.name)) continue;
     const sa = (l.body.address as { socket_address?: { address: string; port_value: number } } | undefined)
       ?.socket_address;
@@ -295,8 +294,10 @@ async function startAll(
     );
   }
 
-  const proxies = outboundProxies(o.model);
-  const plaintext = plaintextInbounds(o.model);
+  // The node resources the control plane serves: where each workload's proxies listen.
+  const snap = proxylessSnapshot(o.model);
+  const proxies = outboundProxies(o.model, snap);
+  const plaintext = plaintextInbounds(snap);
   const started: string[] = [];
   const waits: Promise<void>[] = [];
   for (const w of o.model.workloads) {
