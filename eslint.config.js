@@ -13,4 +13,6 @@ export default tseslint.config(
       '@typescript-eslint/no-explicit-any': 'error',
     },
   },
+  // The dashboard runs in the browser.
+  { files: ['src/dashboard/**'], languageOptions: { globals: { ...globals.browser } } },
 );

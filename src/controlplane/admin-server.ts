@@ -1,5 +1,5 @@
 // The control plane's admin HTTP API (JSON), on the monitoring port 15014 by default.
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ALL_TYPE_URLS } from '../xds/snapshot.js';
 import type { AppliedStore, StoreResult } from './applied-store.js';
@@ -7,6 +7,8 @@ import { METRICS_CONTENT_TYPE } from './metrics.js';
 import type { ConfigWatcher } from './config-watcher.js';
 import type { SnapshotCache } from './snapshot-cache.js';
 import type { FlowRelay } from './flow-relay.js';
+import type { TelemetryScraper } from './telemetry-scraper.js';
+import { dashboardAsset } from './dashboard-assets.js';
 
 export interface AdminDeps {
   readonly config: ConfigWatcher;
@@ -18,10 +20,33 @@ export interface AdminDeps {
   readonly metrics?: () => string;
   /** GET /flows: the nodes' flow records, merged and filtered (JSON lines). */
   readonly flows?: FlowRelay;
+  /** GET /api/graph and /api/signals (the dashboard's data); the dashboard itself at /dashboard. */
+  readonly telemetry?: TelemetryScraper;
+}
+
+/** A positive number query parameter within bounds, else the default. */
+function boundedNumber(q: URLSearchParams, name: string, def: number, max: number): number | string {
+  const raw = q.get(name);
+  if (raw === null || raw === '') return def;
+  const n = Number(raw);
+  return Number.isFinite(n) && n > 0 && n <= max
+    ? n
+    : `${name}: expected a number of ${name === 'window' ? 'seconds' : 'minutes'} in (0, ${max}], got ${JSON.stringify(raw)}`;
 }
 
 function shortType(url: string): string {
   return url.replace('type.googleapis.com/', '');
+}
+
+function answerJson(
+  res: ServerResponse,
+  status: number,
+  value: unknown,
+  replacer?: (k: string, v: unknown) => unknown,
+): void {
+  const body = JSON.stringify(value, replacer);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
 }
 
 export async function startAdminServer(
@@ -106,13 +131,11 @@ export async function startAdminServer(
         const result = write(Buffer.concat(chunks).toString('utf8'), url.searchParams);
         // Apply takes effect now, not when the file watcher notices.
         const state = result.ok ? deps.config.reload() : undefined;
-        const body = JSON.stringify({
+        answerJson(res, result.status, {
           ...result,
           generation: state?.generation,
           rejected: state?.rejected ?? undefined,
         });
-        res.writeHead(result.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-        res.end(body);
       });
       return;
     }
@@ -122,33 +145,64 @@ export async function startAdminServer(
       res.end(page);
       return;
     }
+    if (
+      req.method === 'GET' &&
+      deps.telemetry &&
+      (url.pathname === '/dashboard' || url.pathname.startsWith('/dashboard/'))
+    ) {
+      void dashboardAsset(url.pathname).then(
+        (a) => {
+          if (!a) return answerJson(res, 404, { error: `no such dashboard file ${url.pathname}` });
+          res.writeHead(200, {
+            'content-type': a.contentType,
+            'content-length': a.body.length,
+            'cache-control': 'no-cache',
+          });
+          res.end(a.body);
+        },
+        (e: unknown) => answerJson(res, 500, { error: `the dashboard is not built: ${String(e)}` }),
+      );
+      return;
+    }
+    if (req.method === 'GET' && url.pathname === '/' && deps.telemetry) {
+      res.writeHead(302, { location: '/dashboard' });
+      res.end();
+      return;
+    }
+    if (req.method === 'GET' && url.pathname === '/api/graph' && deps.telemetry) {
+      const window = boundedNumber(url.searchParams, 'window', 60, 3600);
+      if (typeof window === 'string') return answerJson(res, 400, { error: window });
+      void deps.telemetry.graph(window).then(
+        (g) => answerJson(res, 200, g),
+        (e: unknown) => answerJson(res, 500, { error: String(e) }),
+      );
+      return;
+    }
+    if (req.method === 'GET' && url.pathname === '/api/signals' && deps.telemetry) {
+      const minutes = boundedNumber(url.searchParams, 'minutes', 10, 60);
+      if (typeof minutes === 'string') return answerJson(res, 400, { error: minutes });
+      return answerJson(res, 200, deps.telemetry.signals(minutes));
+    }
     if (url.pathname === '/flows' && req.method === 'GET' && deps.flows) {
       void deps.flows.handle(url.searchParams).then(
         (a) => {
           res.writeHead(a.status, { ...a.headers, 'content-length': Buffer.byteLength(a.body) });
           res.end(a.body);
         },
-        (e: unknown) => {
-          res.writeHead(500, { 'content-type': 'application/json' });
-          res.end(JSON.stringify({ error: String(e) }));
-        },
+        (e: unknown) => answerJson(res, 500, { error: String(e) }),
       );
       return;
     }
     const handler = Object.hasOwn(routes, url.pathname) ? routes[url.pathname] : undefined;
-    if (!handler || req.method !== 'GET') {
-      res.writeHead(404, { 'content-type': 'application/json' });
-      res.end(
-        JSON.stringify({ error: `no such endpoint ${req.method} ${url.pathname}`, endpoints: Object.keys(routes) }),
-      );
-      return;
-    }
+    if (!handler || req.method !== 'GET')
+      return answerJson(res, 404, {
+        error: `no such endpoint ${req.method} ${url.pathname}`,
+        endpoints: Object.keys(routes),
+      });
     // Bytes (certificates, and private keys once SDS secrets are served) are never shown.
-    const body = JSON.stringify(handler(url.searchParams), (_k, v: unknown) =>
+    answerJson(res, 200, handler(url.searchParams), (_k, v) =>
       v && typeof v === 'object' && (v as { type?: string }).type === 'Buffer' ? '[bytes redacted]' : v,
     );
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-    res.end(body);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -142,8 +142,14 @@ test(
         assert.equal(s.labels.destination_workload_namespace, 'shop');
         assert.match(s.labels.destination_principal!, /^spiffe:\/\/cluster\.local\/ns\/shop\/sa\/api/);
       }
-      // The gateway reports as a source proxy: N to the frontend, M answered 404 with no route.
-      const gateway = { reporter: 'source', source_principal: 'unknown', connection_security_policy: 'none' };
+      // The gateway reports as a source proxy, labelled with its own identity (as Istio's gateways):
+      // N to the frontend, M answered 404 with no route.
+      const gateway = {
+        reporter: 'source',
+        source_workload: 'shop-gateway-trellis',
+        source_principal: ID('shop-gateway-trellis'),
+        connection_security_policy: 'unknown',
+      };
       assert.equal(
         sum(all, 'istio_requests_total', {
           ...gateway,

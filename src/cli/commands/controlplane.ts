@@ -12,6 +12,7 @@ import { loadPaths } from '../../config/load.js';
 import { UsageError } from '../../errors.js';
 import { startAdminServer } from '../../controlplane/admin-server.js';
 import { FlowRelay } from '../../controlplane/flow-relay.js';
+import { TelemetryScraper } from '../../controlplane/telemetry-scraper.js';
 import { ConfigWatcher, type ConfigState } from '../../controlplane/config-watcher.js';
 import { SnapshotCache } from '../../controlplane/snapshot-cache.js';
 import { AdsServer } from '../../xds/server/ads-server.js';
@@ -165,6 +166,7 @@ export const controlplaneCommand: Command = {
     } catch (e) {
       throw new UsageError(`cannot listen for xDS on ${xds.host}:${xds.port}: ${(e as Error).message}`);
     }
+    const telemetry = new TelemetryScraper({ model: () => cache.model });
     let adminPort: number;
     let adminServer;
     try {
@@ -176,6 +178,7 @@ export const controlplaneCommand: Command = {
           clients: () => ads.clients(),
           metrics: () => metrics.render(),
           flows: new FlowRelay(() => cache.model),
+          telemetry,
         },
         admin.host,
         admin.port,
@@ -185,8 +188,9 @@ export const controlplaneCommand: Command = {
       throw new UsageError(`cannot listen for the admin API on ${admin.host}:${admin.port}: ${(e as Error).message}`);
     }
     config.start();
+    telemetry.start();
     io.out(
-      `trellis controlplane: xDS on ${xds.host}:${xdsPort}, admin on http://${admin.host}:${adminPort}, watching ${paths.join(', ')}`,
+      `trellis controlplane: xDS on ${xds.host}:${xdsPort}, admin on http://${admin.host}:${adminPort}, dashboard http://${admin.host}:${adminPort}/dashboard, watching ${paths.join(', ')}`,
     );
     log('info', 'serving', { xds: `${xds.host}:${xdsPort}`, admin: `${admin.host}:${adminPort}` });
 
@@ -199,6 +203,7 @@ export const controlplaneCommand: Command = {
       process.once('SIGTERM', () => stop('SIGTERM'));
     });
     config.close();
+    telemetry.stop();
     secrets?.close();
     adminServer.close();
     await ads.close();

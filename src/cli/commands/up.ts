@@ -333,6 +333,7 @@ async function startAll(
   await Promise.all(waits);
   io.out(`trellis up: ${o.configDir}`);
   io.out(`  control plane        xDS ${o.xds.host}:${o.xds.port}, admin http://${o.admin.host}:${o.admin.port}`);
+  io.out(`  dashboard            http://${o.admin.host}:${o.admin.port}/dashboard`);
   for (const { n } of nodes) {
     const gws = n.gateways.map((g) => g.split('/').slice(1).join('/')).join(', ');
     io.out(

@@ -442,6 +442,7 @@ export class NodeProcess {
                   statsFilter({
                     registry: this.metrics.registry,
                     reporter: role.role === 'waypoint' ? 'waypoint' : 'source',
+                    self: identity,
                   }),
                 ]
               : []),

@@ -1,6 +1,7 @@
 // Istio's standard request metrics (istio_requests_total, istio_request_duration_milliseconds,
 // istio_request_bytes, istio_response_bytes) from each completed request, as Istio's stats
-// plugin reports them: reporter "waypoint" in a waypoint (ambient), "source" in a gateway.
+// plugin reports them: reporter "waypoint" in a waypoint (ambient), "source" in a gateway
+// (whose source labels are the gateway itself).
 //
 // Label values never carry per-request or per-pod-address values. The proxy has no mesh model:
 // - source: the peer's SPIFFE ID gives source_principal and the namespace; the workload name is
@@ -51,7 +52,7 @@ interface Interned {
   readonly values: readonly string[];
 }
 interface SourceInfo extends Interned {
-  readonly tls: 'mutual_tls' | 'none';
+  readonly tls: 'mutual_tls' | 'none' | 'unknown';
 }
 interface Series {
   readonly requests: Scalar;
@@ -66,10 +67,15 @@ const UNKNOWN3: Interned = { values: ['unknown', 'unknown', 'unknown'] };
 export interface StatsFilterOptions {
   readonly registry: MetricsRegistry;
   readonly reporter: 'waypoint' | 'source';
+  /**
+   * A gateway's own SPIFFE ID. With reporter "source" the source labels describe the reporting
+   * proxy itself (as Istio's gateways report), and connection_security_policy is "unknown".
+   */
+  readonly self?: string;
 }
 
 export function statsFilter(opts: StatsFilterOptions): HttpFilterFactory {
-  const { registry, reporter } = opts;
+  const { registry, reporter, self } = opts;
   const requests = registry.counter(
     'istio_requests_total',
     'Requests handled by the proxy (Istio standard metric).',
@@ -103,7 +109,13 @@ export function statsFilter(opts: StatsFilterOptions): HttpFilterFactory {
   const series = new Map<SourceInfo, Map<Interned, Map<Interned, ByCode>>>();
 
   const noPeer: SourceInfo = { values: ['unknown', 'unknown', 'unknown'], tls: 'none' };
+  const selfId = self ? spiffeParts(self) : undefined;
+  const selfSource: SourceInfo | undefined =
+    reporter === 'source' && self
+      ? { values: [selfId?.serviceAccount ?? 'unknown', selfId?.namespace ?? 'unknown', self], tls: 'unknown' }
+      : undefined;
   const sourceOf = (identity: string | undefined): SourceInfo => {
+    if (selfSource) return selfSource;
     if (!identity) return noPeer;
     let s = sources.get(identity);
     if (!s) {
