@@ -5,6 +5,7 @@ import { flagHelp, parseArgs } from './args.js';
 import type { Command } from './command.js';
 import { bootstrapCommand } from './commands/bootstrap.js';
 import { caCommand } from './commands/ca.js';
+import { cniCommand } from './commands/cni.js';
 import { controlplaneCommand } from './commands/controlplane.js';
 import { policyCommand } from './commands/policy.js';
 import { observeCommand } from './commands/observe.js';
@@ -28,6 +29,7 @@ export const COMMANDS: readonly Command[] = [
   observeCommand,
   nodeCommand,
   caCommand,
+  cniCommand,
   bootstrapCommand,
   versionCommand,
 ];
