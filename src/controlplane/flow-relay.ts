@@ -107,8 +107,12 @@ export class FlowRelay {
   readonly #cursors = new Map<string, number>();
   #pulling: Promise<string[]> | undefined;
 
-  constructor(model: () => MeshModel | undefined) {
+  /** Records from elsewhere than the nodes' /flows (the kernel's policy drops), pulled with them. */
+  readonly #sources: readonly (() => Promise<FlowRecord[]>)[];
+
+  constructor(model: () => MeshModel | undefined, sources: readonly (() => Promise<FlowRecord[]>)[] = []) {
     this.#model = model;
+    this.#sources = sources;
   }
 
   /** Pulls new records from every node; resolves with the nodes that did not answer. */
@@ -137,7 +141,8 @@ export class FlowRelay {
         }
       }),
     );
-    const merged = batches.flat();
+    const extra = await Promise.all(this.#sources.map((source) => source().catch(() => [])));
+    const merged = [...batches.flat(), ...extra.flat()];
     merged.sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : 0));
     for (const r of merged) this.#buffer.push(r);
     return unreachable;

@@ -19,6 +19,8 @@ import {
   runPlugin,
   type Attachment,
   type ConfList,
+  nodeInNetns,
+  readyLine,
 } from '../helpers/cni.js';
 
 const tag = `trl-cni-${process.pid}`;
@@ -44,28 +46,10 @@ function linkNames(ns: string): string[] {
 
 /** A TCP server inside a namespace that answers "pong" (node, no extra tools). */
 function podServer(ns: string, port: number): ChildProcess {
-  return spawn(
-    'ip',
-    [
-      'netns',
-      'exec',
-      ns,
-      process.execPath,
-      '-e',
-      `require('net').createServer((s) => { s.end('pong'); }).listen(${port}, '0.0.0.0', () => console.log('ready'))`,
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
+  return nodeInNetns(
+    ns,
+    `require('net').createServer((s) => { s.end('pong'); }).listen(${port}, '0.0.0.0', () => console.log('ready'))`,
   );
-}
-
-async function ready(p: ChildProcess): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error('server did not start')), 10_000);
-    p.stdout!.once('data', () => {
-      clearTimeout(t);
-      resolve();
-    });
-  });
 }
 
 /** Connects from inside a namespace; resolves with what the server said. */
@@ -203,7 +187,7 @@ test(
       // Pod to pod (routed by the node namespace) and the port mapping portmap added after us.
       assert.match(inNetns(pods[0]!.name, 'ping', ['-c', '1', '-W', '2', ip2]), /1 received/);
       server = podServer(pods[0]!.name, 80);
-      await ready(server);
+      await readyLine(server);
       assert.equal(tcpFrom(pods[1]!.name, '10.244.1.2', 80), 'pong');
       assert.equal(tcpFrom(node.name, '10.244.1.1', 18080), 'pong', 'hostPort 18080 -> pod :80 (portmap)');
       // bandwidth shaped our host veth; tuning set the sysctl inside the pod.

@@ -2,7 +2,7 @@
 // a bin directory, CNI_* in the environment, the configuration on stdin; for a configuration
 // list, name and cniVersion injected into every plugin, prevResult passed along on ADD and the
 // cached result on CHECK and DEL (which runs in reverse order). Plus network namespaces.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -161,4 +161,20 @@ export function netns(name: string): { name: string; path: string; remove: () =>
 /** Runs a command inside a named netns; returns stdout (throws on failure). */
 export function inNetns(ns: string, cmd: string, args: readonly string[], timeoutMs = 10_000): string {
   return execFileSync('ip', ['netns', 'exec', ns, cmd, ...args], { encoding: 'utf8', timeout: timeoutMs });
+}
+
+/** A Node script run inside a namespace (a pod's server); it prints a line once it listens. */
+export function nodeInNetns(ns: string, script: string): ChildProcess {
+  return spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+}
+
+/** Resolves at the child's first line of output (its "ready"), bounded. */
+export async function readyLine(p: ChildProcess, timeoutMs = 10_000): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('server did not start')), timeoutMs);
+    p.stdout!.once('data', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
 }

@@ -8,7 +8,8 @@ import { parseArgs } from 'node:util';
 const { values } = parseArgs({
   options: {
     name: { type: 'string', default: 'echo' },
-    host: { type: 'string', default: '127.0.0.1' },
+    // The address the runtime gave the workload (trellis up sets it, as Kubernetes' downward API gives POD_IP).
+    host: { type: 'string', default: process.env.TRELLIS_WORKLOAD_ADDRESS ?? '127.0.0.1' },
     port: { type: 'string', default: '9080' },
     upstream: { type: 'string' },
     tcp: { type: 'boolean', default: false },

@@ -13,6 +13,9 @@ import { UsageError } from '../../errors.js';
 import { startAdminServer } from '../../controlplane/admin-server.js';
 import { FlowRelay } from '../../controlplane/flow-relay.js';
 import { TelemetryScraper } from '../../controlplane/telemetry-scraper.js';
+import { DnsResponder } from '../../controlplane/dns-responder.js';
+import { DatapathController } from '../../controlplane/datapath-controller.js';
+import { readRuntimeAddresses, withRuntimeAddresses, type RuntimeAddresses } from '../../config/runtime-addresses.js';
 import { ConfigWatcher, type ConfigState } from '../../controlplane/config-watcher.js';
 import { SnapshotCache } from '../../controlplane/snapshot-cache.js';
 import { AdsServer } from '../../xds/server/ads-server.js';
@@ -66,7 +69,7 @@ export const controlplaneCommand: Command = {
   name: 'controlplane',
   summary: 'Serve a config directory over xDS (ADS) to proxies and proxyless gRPC clients',
   usage:
-    'trellis controlplane --config DIR [--xds-listen 127.0.0.1:15010] [--admin-listen 127.0.0.1:15014] [--state-dir DIR]',
+    'trellis controlplane --config DIR [--xds-listen 127.0.0.1:15010] [--admin-listen 127.0.0.1:15014] [--state-dir DIR] [--runtime-addresses FILE] [--dns-listen HOST:PORT]',
   flags: [
     {
       name: 'config',
@@ -92,6 +95,18 @@ export const controlplaneCommand: Command = {
       type: 'string',
       valueName: 'DIR',
       description: 'where resources from "trellis apply" are kept (default: .trellis in the config directory)',
+    },
+    {
+      name: 'runtime-addresses',
+      type: 'string',
+      valueName: 'FILE',
+      description: 'pod IPs, node addresses and Service VIPs a runtime assigned (trellis up --netns writes it)',
+    },
+    {
+      name: 'dns-listen',
+      type: 'string',
+      valueName: 'HOST:PORT',
+      description: 'answer DNS for service names (UDP) there, for pods',
     },
     {
       name: 'ca',
@@ -120,9 +135,23 @@ export const controlplaneCommand: Command = {
       ...(withCa ? { ca: () => withCa.ca } : {}),
       ...(secrets ? { workloadCerts: () => workloadChains(cache, secrets) } : {}),
     });
+    let runtime: RuntimeAddresses | undefined;
+    const runtimeFile = args.flags['runtime-addresses'] as string | undefined;
+    if (runtimeFile !== undefined) {
+      try {
+        runtime = readRuntimeAddresses(runtimeFile);
+      } catch (e) {
+        throw new UsageError(`--runtime-addresses ${(e as Error).message}`);
+      }
+    }
+    const dnsAt = args.flags['dns-listen'] as string | undefined;
+    const dnsListen = dnsAt === undefined ? undefined : hostPort(dnsAt, 'dns-listen');
+    const datapath = runtime?.nodeNamespaces ? new DatapathController(runtime.nodeNamespaces, log) : undefined;
     /** Applies a configuration to the cache and records its translation time. */
     const apply = (resources: ConfigState['resources'], generation: number) => {
-      const model = cache.update(resources, generation);
+      const effective = runtime ? withRuntimeAddresses(resources, runtime) : resources;
+      const model = cache.update(effective, generation);
+      void datapath?.update(model, effective);
       const push = cache.pushes.at(-1);
       if (push) metrics.translated(push);
       return model;
@@ -177,7 +206,7 @@ export const controlplaneCommand: Command = {
           store,
           clients: () => ads.clients(),
           metrics: () => metrics.render(),
-          flows: new FlowRelay(() => cache.model),
+          flows: new FlowRelay(() => cache.model, datapath ? [() => datapath.drops()] : []),
           telemetry,
         },
         admin.host,
@@ -186,6 +215,16 @@ export const controlplaneCommand: Command = {
     } catch (e) {
       await ads.close();
       throw new UsageError(`cannot listen for the admin API on ${admin.host}:${admin.port}: ${(e as Error).message}`);
+    }
+    const dns = dnsListen ? new DnsResponder(() => cache.model) : undefined;
+    if (dns && dnsListen) {
+      try {
+        await dns.listen(dnsListen.host, dnsListen.port);
+      } catch (e) {
+        adminServer.close();
+        await ads.close();
+        throw new UsageError(`cannot answer DNS on ${dnsListen.host}:${dnsListen.port}: ${(e as Error).message}`);
+      }
     }
     config.start();
     telemetry.start();
@@ -204,6 +243,7 @@ export const controlplaneCommand: Command = {
     });
     config.close();
     telemetry.stop();
+    dns?.close();
     secrets?.close();
     adminServer.close();
     await ads.close();

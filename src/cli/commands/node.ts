@@ -2,6 +2,10 @@
 // configured by the control plane over xDS; with --concurrency above 1, one worker process
 // per core behind a primary that holds the xDS stream (Envoy's model).
 import { availableParallelism } from 'node:os';
+import { CAPTURE_TABLE, captureNftScript } from '../../datapath/linux/capture/nft-capture.js';
+import { applyNft, deleteTable } from '../../datapath/linux/nft.js';
+import { captureAvailable, originalDestination } from '../../datapath/linux/original-dst.js';
+import { OUTBOUND_CAPTURE_PORT } from '../../proxy/node/capture-listener.js';
 import { UsageError } from '../../errors.js';
 import { NodeProcess, type NodeProcessOptions } from '../../proxy/node/node-process.js';
 import { isNodeWorker, NodeWorkers, runNodeWorker } from '../../proxy/node/workers.js';
@@ -90,7 +94,7 @@ export const nodeCommand: Command = {
   name: 'node',
   summary: 'Run the node proxy for one Mesh node (HBONE, outbound proxies, gateways, waypoints)',
   usage:
-    'trellis node --name NODE [--xds 127.0.0.1:15010] [--metrics-listen HOST:PORT] [--concurrency N] [--otlp-endpoint URL [--trace-sampling PERCENT]] [--access-log PATH|- [--access-log-fields F,...]]',
+    'trellis node --name NODE [--xds 127.0.0.1:15010] [--metrics-listen HOST:PORT] [--concurrency N] [--otlp-endpoint URL [--trace-sampling PERCENT]] [--access-log PATH|- [--access-log-fields F,...]] [--capture]',
   flags: [
     { name: 'name', type: 'string', valueName: 'NODE', description: "the node's name in the Mesh's spec.nodes" },
     { name: 'xds', type: 'string', valueName: 'HOST:PORT', description: 'the control plane, default 127.0.0.1:15010' },
@@ -126,6 +130,12 @@ export const nodeCommand: Command = {
       description:
         'off: no request metrics, tracing or access logs in the gateways and waypoints (for benchmarks and debugging), default on',
     },
+    {
+      name: 'capture',
+      type: 'boolean',
+      description:
+        "root, Linux: redirect the pods' outbound TCP (from trellis-cni interfaces) into this node proxy on :15001 (nftables + SO_ORIGINAL_DST)",
+    },
     HELP_FLAG,
   ],
   async run(args, io) {
@@ -152,6 +162,19 @@ export const nodeCommand: Command = {
       : undefined;
     const concurrency = concurrencyFlag(args.flags.concurrency as string | undefined) ?? availableParallelism();
     const log = logTo(name);
+    const capture = args.flags.capture === true;
+    if (capture) {
+      if (concurrency !== 1) throw new UsageError('--capture runs with --concurrency 1 for now');
+      const unavailable = captureAvailable();
+      if (unavailable) throw new UsageError(`--capture: ${unavailable}`);
+      if (process.getuid?.() !== 0) throw new UsageError('--capture needs root (nftables rules)');
+      await applyNft(
+        captureNftScript({
+          outboundPort: OUTBOUND_CAPTURE_PORT,
+          ...(metricsListen ? { metricsPort: metricsListen.port } : {}),
+        }),
+      );
+    }
     const node: { config: NodeConfig | undefined; start(): Promise<void>; close(): Promise<void> } =
       concurrency === 1
         ? new NodeProcess({
@@ -160,6 +183,7 @@ export const nodeCommand: Command = {
             log,
             ...(metricsListen ? { metricsListen } : {}),
             ...(tracing ? { tracing } : {}),
+            ...(capture ? { capture: { port: OUTBOUND_CAPTURE_PORT, resolve: originalDestination } } : {}),
             ...more,
           })
         : new NodeWorkers({ node: name, xds, concurrency, log, ...(metricsListen ? { metricsListen } : {}) });
@@ -176,6 +200,7 @@ export const nodeCommand: Command = {
       process.once('SIGTERM', () => resolve());
     });
     await node.close();
+    if (capture) await deleteTable('ip', CAPTURE_TABLE).catch(() => undefined);
     return 0;
   },
 };

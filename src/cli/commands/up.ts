@@ -21,8 +21,20 @@ import { hostPort } from '../host-port.js';
 import type { Io } from '../output.js';
 import { Supervisor, waitForHttp, waitForPort } from '../supervisor.js';
 import { ACCESS_LOG_CLI_FLAGS, accessLogFlags, observabilityFlag, tracingFlags } from './node.js';
+import { withRuntimeAddresses, type RuntimeAddresses } from '../../config/runtime-addresses.js';
+import { planNetns, runIdFor, type NetnsPlan } from '../../datapath/linux/netns/plan.js';
+import { NetnsTopology, waitForListen } from '../../datapath/linux/netns/topology.js';
+import { captureAvailable } from '../../datapath/linux/original-dst.js';
 
 const TRELLIS_BIN = fileURLToPath(new URL('../../../../bin/trellis.js', import.meta.url));
+
+/** What `trellis up --netns` built, for starting processes in it. */
+interface NetnsRun {
+  readonly plan: NetnsPlan;
+  readonly runtimeFile: string;
+  /** Pods' outbound TCP is captured by their node proxy (else they are given HTTP_PROXY); the reason when not. */
+  readonly noCapture?: string;
+}
 
 interface Lock {
   readonly pid: number;
@@ -91,7 +103,7 @@ export const upCommand: Command = {
   name: 'up',
   summary: 'Run a whole mesh on this machine: control plane, one node process per Mesh node, and the workloads',
   usage:
-    'trellis up -f DIR [--state-dir DIR] [--xds-listen 127.0.0.1:15010] [--admin-listen 127.0.0.1:15014] [--concurrency N] [--otlp-endpoint URL [--trace-sampling PERCENT]] [--access-log PATH|- [--access-log-fields F,...]] [--observability on|off]',
+    'trellis up -f DIR [--state-dir DIR] [--xds-listen 127.0.0.1:15010] [--admin-listen 127.0.0.1:15014] [--concurrency N] [--otlp-endpoint URL [--trace-sampling PERCENT]] [--access-log PATH|- [--access-log-fields F,...]] [--observability on|off] [--netns]',
   flags: [
     { name: 'config', short: 'f', type: 'list', valueName: 'DIR', description: 'config directory (or file)' },
     {
@@ -128,6 +140,12 @@ export const upCommand: Command = {
       type: 'string',
       valueName: 'on|off',
       description: 'trellis node --observability: off for benchmarks and debugging, default on',
+    },
+    {
+      name: 'netns',
+      type: 'boolean',
+      description:
+        'root: every node and every workload in its own network namespace, pods attached by the CNI plugin, addresses from the Mesh network CIDRs',
     },
     HELP_FLAG,
   ],
@@ -173,6 +191,10 @@ export const upCommand: Command = {
       return 1;
     }
 
+    const netns = args.flags.netns === true;
+    if (netns && process.getuid?.() !== 0)
+      throw new UsageError('--netns needs root: it creates network namespaces, links and routes');
+
     mkdirSync(stateDir, { recursive: true });
     const lockFile = join(stateDir, 'up.lock');
     if (existsSync(lockFile)) {
@@ -208,22 +230,76 @@ export const upCommand: Command = {
     sup.onExit = (p, code, signal) => {
       if (!stopping) io.err(`trellis up: ${p.name} exited (${signal ?? `code ${code}`}); its log: ${p.log}`);
     };
-    const stop = async (): Promise<void> => {
-      stopping = true;
-      await sup.stopAll();
-      rmSync(lockFile, { force: true });
-    };
+    let topology: NetnsTopology | undefined;
+    // Ctrl-C may come while starting (namespaces half built, processes started): stop cleans up either way.
+    const signal = new Promise<void>((done) => {
+      process.once('SIGINT', () => done());
+      process.once('SIGTERM', () => done());
+    });
+    let starting = true;
+    let interrupted: Promise<void> | undefined;
+    void signal.then(() => {
+      if (!starting) return;
+      io.err('trellis up: interrupted while starting; stopping what was started');
+      interrupted = stop();
+    });
+    let stopped: Promise<void> | undefined;
+    // Once, whoever asks first (a signal while starting, a failure, Ctrl-C).
+    const stop = (): Promise<void> =>
+      (stopped ??= (async () => {
+        stopping = true;
+        await sup.stopAll();
+        await topology?.down().catch((e: Error) => io.err(`trellis up: removing the network namespaces: ${e.message}`));
+        rmSync(lockFile, { force: true });
+      })());
     try {
-      await startAll(sup, io, { paths, model, stateDir, caDir, xds, admin, configDir, concurrency, tracingArgs });
+      let run = { model, xds, netns: undefined as NetnsRun | undefined };
+      if (netns) {
+        const plan = planNetns(model, runIdFor(stateDir));
+        topology = new NetnsTopology(plan, { stateDir, clusterDomain: model.mesh.clusterDomain });
+        const podIps = await topology.up();
+        const runtime: RuntimeAddresses = {
+          nodes: Object.fromEntries(plan.nodes.map((n) => [n.name, n.underlayIp])),
+          workloads: Object.fromEntries(podIps),
+          services: Object.fromEntries(plan.serviceVips),
+          nodeNamespaces: Object.fromEntries(plan.nodes.map((n) => [n.name, `/var/run/netns/${n.netns}`])),
+        };
+        const runtimeFile = join(stateDir, 'runtime-addresses.json');
+        writeFileSync(runtimeFile, `${JSON.stringify(runtime, null, 2)}\n`);
+        run = {
+          model: compileModel(withRuntimeAddresses(loaded.resources, runtime)),
+          // The nodes reach the control plane over the bridge (the host's address on it).
+          xds: args.flags['xds-listen'] === undefined ? { host: plan.bridge.address, port: xds.port } : xds,
+          netns: { plan, runtimeFile, ...(captureAvailable() ? { noCapture: captureAvailable() } : {}) },
+        };
+      }
+      await startAll(sup, io, {
+        paths,
+        model: run.model,
+        stateDir,
+        caDir,
+        xds: run.xds,
+        admin,
+        configDir,
+        concurrency,
+        tracingArgs,
+        netns: run.netns,
+      });
     } catch (e) {
+      if (interrupted) {
+        await interrupted;
+        return 130;
+      }
       io.err(`trellis up: ${(e as Error).message}; stopping what was started`);
       await stop();
       return 1;
     }
-    await new Promise<void>((done) => {
-      process.once('SIGINT', () => done());
-      process.once('SIGTERM', () => done());
-    });
+    starting = false;
+    if (interrupted) {
+      await interrupted;
+      return 130;
+    }
+    await signal;
     io.out('trellis up: stopping (workloads, nodes, control plane)...');
     await stop();
     io.out('trellis up: stopped');
@@ -244,9 +320,14 @@ async function startAll(
     concurrency: number;
     configDir: string;
     tracingArgs: readonly string[];
+    netns?: NetnsRun;
   },
 ): Promise<void> {
   const node = process.execPath;
+  const plan = o.netns?.plan;
+  /** The argv that runs a command inside a namespace of the plan (as is, without --netns). */
+  const inNetns = (netnsName: string | undefined, argv: readonly string[]): string[] =>
+    netnsName ? ['ip', 'netns', 'exec', netnsName, ...argv] : [...argv];
   const cp = sup.start('controlplane', [
     node,
     TRELLIS_BIN,
@@ -260,6 +341,9 @@ async function startAll(
     `${o.xds.host}:${o.xds.port}`,
     '--admin-listen',
     `${o.admin.host}:${o.admin.port}`,
+    ...(o.netns
+      ? ['--runtime-addresses', o.netns.runtimeFile, '--dns-listen', `${o.netns.plan.bridge.address}:53`]
+      : []),
   ]);
   await waitForPort(o.xds.host, o.xds.port, 20_000, () => !cp.exited).catch((e: Error) => {
     throw new Error(`the control plane did not start (${e.message}); see ${cp.log}`);
@@ -268,7 +352,7 @@ async function startAll(
   const nodes = o.model.nodes.map((n) => {
     const p = sup.start(
       n.name,
-      [
+      inNetns(plan?.nodes.find((x) => x.name === n.name)?.netns, [
         node,
         TRELLIS_BIN,
         'node',
@@ -281,7 +365,8 @@ async function startAll(
         '--concurrency',
         String(o.concurrency),
         ...o.tracingArgs,
-      ],
+        ...(o.netns && !o.netns.noCapture ? ['--capture'] : []),
+      ]),
       { stdoutFile: `${n.name}.flows.jsonl` },
     );
     return { n, p };
@@ -302,20 +387,27 @@ async function startAll(
   const waits: Promise<void>[] = [];
   for (const w of o.model.workloads) {
     if (!w.command || !w.node) continue;
-    const proxy = proxies.get(w.id);
+    // Captured pods need no proxy setting: their connections reach the node proxy anyway.
+    const proxy = o.netns && !o.netns.noCapture ? undefined : proxies.get(w.id);
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       ...(proxy ? { HTTP_PROXY: `http://${proxy}`, http_proxy: `http://${proxy}` } : {}),
       TRELLIS_NODE: w.node,
       TRELLIS_IDENTITY: w.identity,
+      TRELLIS_WORKLOAD_ADDRESS: w.address,
     };
     for (const e of w.env ?? []) env[e.name] = e.value;
     const cwd = w.workingDir ? resolve(o.configDir, w.workingDir) : o.configDir;
     const argv = w.command[0] === 'node' ? [process.execPath, ...w.command.slice(1)] : [...w.command];
-    const proc = sup.start(`${w.namespace}.${w.name}`, argv, { cwd, env });
+    const pod = plan?.pods.find((p) => p.workload === w.id);
+    const proc = sup.start(`${w.namespace}.${w.name}`, inNetns(pod?.netns, argv), { cwd, env });
     waits.push(
       ...[...new Set(Object.values(w.ports))].map((port) =>
-        waitForPort(w.address, port, 20_000, () => !proc.exited).catch((e: Error) =>
+        // In namespaces: listening inside the pod (policy may rightly refuse the host's connection).
+        (pod
+          ? waitForListen(pod.netns, port, 20_000, () => !proc.exited)
+          : waitForPort(w.address, port, 20_000, () => !proc.exited)
+        ).catch((e: Error) =>
           io.err(
             `trellis up: workload ${w.namespace}/${w.name} is not serving ${w.address}:${port} (${e.message}); see ${proc.log}`,
           ),
@@ -324,7 +416,7 @@ async function startAll(
     );
     started.push(
       `  ${w.namespace}/${w.name}`.padEnd(28) +
-        `on ${w.node}, serves ${w.address}:${Object.values(w.ports).join(',')}, HTTP_PROXY=${proxy ?? '-'}` +
+        `on ${w.node}, serves ${w.address}:${Object.values(w.ports).join(',')}, ${o.netns && !o.netns.noCapture ? 'captured' : `HTTP_PROXY=${proxy ?? '-'}`}` +
         (w.upstreams ?? []).map((u) => `, ${u.localAddress}:${u.localPort} -> ${u.host}:${u.port}`).join('') +
         (plaintext.get(w.id) ?? []).map((p) => `, plaintext ${p}`).join(''),
     );

@@ -248,11 +248,24 @@ export class Resolver {
   readonly #rr = new Map<string, number>();
   /** "ip:port" -> the endpoint (for callers that dial a workload address directly). */
   readonly #byAddress = new Map<string, Ep>();
+  /** "vip:port" -> the service host (a captured connection to a Service's VIP). */
+  readonly #byVip = new Map<string, string>();
 
   constructor(state: XdsState) {
     this.#state = state;
     for (const cla of state.endpoints.values())
       for (const ep of endpointsOf(cla)) this.#byAddress.set(`${ep.address}:${ep.port}`, ep);
+    for (const [name, cluster] of state.clusters) {
+      const vips = readTrellisMetadata(cluster).addresses;
+      const [, port, subset, host] = name.split('|');
+      if (typeof vips !== 'string' || subset !== '' || !host) continue;
+      for (const vip of vips.split(',')) this.#byVip.set(`${vip}:${port}`, host);
+    }
+  }
+
+  /** The service host a VIP:port stands for, if any. */
+  serviceOfVip(address: string, port: number): string | undefined {
+    return this.#byVip.get(`${address}:${port}`);
   }
 
   resolve(host: string, port: number): Route {

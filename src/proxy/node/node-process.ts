@@ -35,6 +35,7 @@ import { XdsClient, type XdsState } from '../xds-client.js';
 import { readTrellisMetadata } from '../../xds/struct.js';
 import { nodeConfig, Resolver, secretNamesFor, type Bind, type NodeConfig, type Route } from './node-config.js';
 import { deniedReason, PlaintextInboundListeners } from './plaintext-inbound.js';
+import { CaptureListener, type Endpoint } from './capture-listener.js';
 
 export interface NodeProcessOptions {
   readonly node: string;
@@ -56,6 +57,12 @@ export interface NodeProcessOptions {
    * debugging switch, `trellis node --observability off`, to measure what observability costs).
    */
   readonly observability?: boolean;
+  /**
+   * Transparent capture (Istio ambient's redirection): accept the pods' redirected outbound TCP on
+   * this port and send it on as the pod's identity, to the destination it was addressed to
+   * (SO_ORIGINAL_DST). The redirect rules are the caller's (trellis node --capture).
+   */
+  readonly capture?: { readonly port: number; readonly resolve: (socket: Socket) => Endpoint };
 }
 
 interface Running {
@@ -141,6 +148,10 @@ export class NodeProcess {
   /** HTTP_PROXY upstreams: the L7 engine's keep-alive HTTP/1.1 pools, per (caller identity, destination). */
   readonly #pools = new Map<string, Http1Pool>();
   #metricsServer: Server | undefined;
+  #capture: CaptureListener | undefined;
+  /** Per config: pod address -> the local workload sending from it (captured connections). */
+  #captureSources:
+    { cfg: NodeConfig; bySource: Map<string, { identity: string; workload: string; listener: string }> } | undefined;
   #applying: Promise<void> = Promise.resolve();
   #closed = false;
   /** One exporter (queue, batches) for every L7 engine of the process. */
@@ -234,6 +245,13 @@ export class NodeProcess {
       });
       await listen(this.#metricsServer, this.#opts.metricsListen);
     }
+    if (this.#opts.capture)
+      this.#capture = await CaptureListener.start({
+        port: this.#opts.capture.port,
+        resolve: this.#opts.capture.resolve,
+        handler: (socket, original, source) => this.#onCaptured(socket, original, source),
+        log: this.#log,
+      });
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.applied, new Promise((r) => (timer = setTimeout(r, warmMs)))]);
     clearTimeout(timer);
@@ -795,6 +813,54 @@ export class NodeProcess {
     );
   }
 
+  /** Which local workload a captured connection came from: by its pod address (the config's inbound ports). */
+  #captureSource(address: string): { identity: string; workload: string; listener: string } | undefined {
+    const cfg = this.#config;
+    if (!cfg) return undefined;
+    if (this.#captureSources?.cfg !== cfg) {
+      const bySource = new Map<string, { identity: string; workload: string; listener: string }>();
+      for (const [key, ib] of cfg.inbound) {
+        const ip = key.slice(0, key.lastIndexOf(':'));
+        const listener = cfg.outbound.find((o) => o.workload === ib.workload)?.name ?? '';
+        bySource.set(ip, { identity: ib.identity, workload: ib.workload, listener });
+      }
+      this.#captureSources = { cfg, bySource };
+    }
+    return this.#captureSources.bySource.get(address);
+  }
+
+  /** A pod's redirected connection: as if it had asked CONNECT <original destination> of its outbound proxy. */
+  #onCaptured(socket: Socket, original: Endpoint, source: Endpoint): void {
+    socket.on('error', () => undefined);
+    const from = this.#captureSource(source.address);
+    if (!from) {
+      this.#flow(
+        {
+          direction: 'outbound',
+          verdict: 'ERROR',
+          reason: 'unknown-source',
+          source: { address: source.address },
+          destination: { address: `${original.address}:${original.port}` },
+        },
+        'once',
+      );
+      socket.destroy();
+      return;
+    }
+    // A Service VIP stands for its service host; any other address is dialled as it is.
+    const host = this.#resolver?.serviceOfVip(original.address, original.port) ?? original.address;
+    const route = this.#resolver?.resolve(host, original.port) ?? NOT_CONFIGURED;
+    this.#connectRoute(
+      route,
+      { identity: from.identity, workload: from.workload },
+      `${host}:${original.port}`,
+      from.listener,
+    ).then(
+      (up) => splice(socket, up),
+      () => socket.destroy(),
+    );
+  }
+
   /** An inbound CONNECT: a local workload port (L4 policy, then deliver) or a waypoint hosted here. */
   #onTunnel(t: TunnelRequest): void {
     const cfg = this.#config;
@@ -910,6 +976,7 @@ export class NodeProcess {
   async close(): Promise<void> {
     this.#closed = true;
     this.#xds?.close();
+    await this.#capture?.close();
     await Promise.all([...this.#outbound.values()].map((r) => r.close()));
     this.#outbound.clear();
     await Promise.all([...this.#upstreams.values()].map((r) => r.close()));

@@ -20,7 +20,7 @@ import { Snapshot, TYPE_URLS, xdsResource, type XdsResource } from '../snapshot.
 import { serverListeners } from './inbound.js';
 import { healthCheckPort, healthChecksFor } from './health-checks.js';
 import { hboneAddress, nodeProxyResources, waypointMetadata } from './node-proxy.js';
-import { trellisMetadata } from '../struct.js';
+import { readTrellisMetadata, trellisMetadata } from '../struct.js';
 import { prioritize, type ClientLocality, type LocalityEndpoint } from './locality.js';
 export type { ClientLocality } from './locality.js';
 import type { EnvoyObject } from './route-match.js';
@@ -295,6 +295,9 @@ function cluster(ctx: Ctx, svc: ServiceModel, port: ServicePortModel, subset: st
   }
   const waypoint = subset === '' ? waypointMetadata(ctx.model, svc, port.protocol) : undefined;
   if (waypoint) body.metadata = waypoint;
+  // The service's VIPs: a node proxy that captured a connection to one knows the service by it.
+  if (subset === '' && svc.addresses.length > 0)
+    body.metadata = trellisMetadata({ ...readTrellisMetadata(body), addresses: svc.addresses.join(',') });
   return xdsResource(TYPE_URLS.cluster, name, body);
 }
 

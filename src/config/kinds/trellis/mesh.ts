@@ -2,8 +2,9 @@
 // mesh-wide mTLS default, certificate lifetimes and, outside Kubernetes, the nodes.
 import { array } from '../../schema/collections.js';
 import { def, object, opt, req, type ObjectOf } from '../../schema/object.js';
-import { oneOf, string, unchecked } from '../../schema/primitives.js';
+import { integer, oneOf, string, unchecked } from '../../schema/primitives.js';
 import { dnsLabel, dnsSubdomain, ipAddress, port } from '../../schema/formats.js';
+import { cidrContains, parseCidr, type Cidr } from '../../../util/cidr.js';
 import { labels } from '../common/meta.js';
 import { defineKind } from '../kind.js';
 import { INVALID, IssueSink } from '../../schema/schema.js';
@@ -30,6 +31,57 @@ const meshNode = object({
   ports: def(nodePorts, () => ({ hbone: 15008, outbound: 15001, inbound: 15006, metrics: 15020, health: 15021 })),
 });
 export type MeshNode = ObjectOf<typeof meshNode.fields>;
+
+/** Kubernetes' defaults (kubeadm, kind): pods 10.244.0.0/16 split in /24 per node, services 10.96.0.0/16. */
+export const NETWORK_DEFAULTS = {
+  clusterCIDR: '10.244.0.0/16',
+  nodeCIDRMaskSize: 24,
+  serviceCIDR: '10.96.0.0/16',
+  underlayCIDR: '10.250.0.0/24',
+} as const;
+
+const ipv4Cidr = () =>
+  string({
+    expected: 'an IPv4 CIDR such as "10.244.0.0/16"',
+    check: (v) => {
+      const c = parseCidr(v);
+      if (typeof c === 'string') return c;
+      return c.family === 6 ? 'IPv6 pod networking is not supported yet' : undefined;
+    },
+  });
+
+/** Pod networking of `trellis up --netns`: where pods, service VIPs and node links get their addresses. */
+const network = object(
+  {
+    clusterCIDR: def(ipv4Cidr(), NETWORK_DEFAULTS.clusterCIDR),
+    /** Each node's pod CIDR is this long (kube-controller-manager --node-cidr-mask-size). */
+    nodeCIDRMaskSize: def(integer({ min: 8, max: 30 }), NETWORK_DEFAULTS.nodeCIDRMaskSize),
+    serviceCIDR: def(ipv4Cidr(), NETWORK_DEFAULTS.serviceCIDR),
+    /** The link between the nodes (a bridge on this machine); its first address is the host's. */
+    underlayCIDR: def(ipv4Cidr(), NETWORK_DEFAULTS.underlayCIDR),
+  },
+  {
+    check: (v, report) => {
+      const parsed = (['clusterCIDR', 'serviceCIDR', 'underlayCIDR'] as const).map(
+        (k) => [k, parseCidr(v[k]) as Cidr] as const,
+      );
+      const cluster = parsed[0]![1];
+      if (v.nodeCIDRMaskSize <= cluster.prefix)
+        report(
+          ['nodeCIDRMaskSize'],
+          `/${v.nodeCIDRMaskSize} is not longer than clusterCIDR ${v.clusterCIDR}`,
+          `a mask size from ${cluster.prefix + 1} to 30`,
+        );
+      for (let i = 0; i < parsed.length; i++)
+        for (let j = i + 1; j < parsed.length; j++) {
+          const [a, x] = parsed[i]!;
+          const [b, y] = parsed[j]!;
+          if (cidrContains(x, y) || cidrContains(y, x))
+            report([b], `${v[b]} overlaps ${a} ${v[a]}`, 'separate ranges for pods, services and node links');
+        }
+    },
+  },
+);
 
 const durationAtLeast = (minMs: number, what: string) =>
   string({
@@ -89,6 +141,7 @@ const meshSpec = object(
     /** The namespace treated as Istio's root namespace (mesh-wide policies live there). */
     rootNamespace: def(dnsSubdomain('namespace'), 'istio-system'),
     nodes: opt(array(meshNode)),
+    network: opt(network),
     controlPlane: opt(
       object({
         xdsAddress: opt(string({ expected: 'host:port' })),
