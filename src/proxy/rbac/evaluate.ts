@@ -13,6 +13,7 @@ import { permission, principal, type CompileContext } from './rules.js';
 import { and, NO, or, UNKNOWN, UNKNOWN_NODE, YES, type Eval } from './tri.js';
 import type { RbacAttributes } from './attributes.js';
 import { namespaceOf, namespaceOfRegex } from './spiffe-namespace.js';
+import { attributeIp, parseIp } from './ip.js';
 
 export { REQUEST_AUTH_STATE, type RbacAttributes, type RequestAuth } from './attributes.js';
 
@@ -80,6 +81,11 @@ interface Gate {
   readonly byPrincipal: ReadonlyMap<string, readonly number[]>;
   /** ...or principals of these namespaces. */
   readonly byNamespace: ReadonlyMap<string, readonly number[]>;
+  /**
+   * ...or peers whose IPv4 source address is in these CIDRs (NetworkPolicy ipBlock, Cilium
+   * fromCIDR): prefix length -> network -> indexes, so a lookup costs one probe per length.
+   */
+  readonly byCidr: ReadonlyMap<number, ReadonlyMap<number, readonly number[]>>;
   /** Indexes of the policies not restricted that way (all, when nothing is indexed). */
   readonly always: readonly number[];
 }
@@ -90,7 +96,12 @@ const NONE: readonly number[] = [];
  * Visit the policies a caller can match, in name order: the always-evaluated ones merged with
  * the ones indexed under the caller's ID and namespace (each once). `visit` returns true to stop.
  */
-function forCandidates(gate: Gate, principal: string | undefined, visit: (p: Policy) => boolean): void {
+function forCandidates(
+  gate: Gate,
+  principal: string | undefined,
+  sourceIp: string | undefined,
+  visit: (p: Policy) => boolean,
+): void {
   const a = gate.always;
   let b = NONE;
   let c = NONE;
@@ -101,6 +112,7 @@ function forCandidates(gate: Gate, principal: string | undefined, visit: (p: Pol
       if (ns !== undefined) c = gate.byNamespace.get(ns) ?? NONE;
     }
   }
+  if (gate.byCidr.size > 0) return forCidrCandidates(gate, [a, b, c], sourceIp, visit);
   let i = 0;
   let j = 0;
   let l = 0;
@@ -121,10 +133,56 @@ function forCandidates(gate: Gate, principal: string | undefined, visit: (p: Pol
   }
 }
 
-/** What a principal matcher can only match: these exact IDs and IDs of these namespaces. */
+/** forCandidates with CIDR-indexed policies too: the lists merged in name order, each policy once. */
+function forCidrCandidates(
+  gate: Gate,
+  lists: readonly (readonly number[])[],
+  sourceIp: string | undefined,
+  visit: (p: Policy) => boolean,
+): void {
+  const all = lists.flat();
+  const ip = sourceIp === undefined ? undefined : attributeIp(sourceIp);
+  for (const [len, byNet] of gate.byCidr) {
+    if (ip && !ip.v6) {
+      const hit = byNet.get(maskedV4(ip.words[0]!, len));
+      if (hit) all.push(...hit);
+    } else {
+      // No IPv4 source to look up: every CIDR policy is evaluated, so an unknown still fails closed.
+      for (const hit of byNet.values()) all.push(...hit);
+    }
+  }
+  all.sort((x, y) => x - y);
+  let last = -1;
+  for (const k of all) {
+    if (k === last) continue;
+    last = k;
+    if (visit(gate.policies[k]!)) return;
+  }
+}
+
+function maskedV4(word: number, len: number): number {
+  return len === 0 ? 0 : (word & ((0xffffffff << (32 - len)) >>> 0)) >>> 0;
+}
+
+/** What a principal matcher can only match: these exact IDs, IDs of these namespaces, peers in these IPv4 CIDRs. */
 interface Restriction {
   readonly ids: Set<string>;
   readonly namespaces: Set<string>;
+  /** "network/len" keys, network a u32 with host bits cleared. */
+  readonly cidrs: Set<string>;
+}
+
+/** An IPv4 CidrRange (Envoy's address_prefix + prefix_len) as a "network/len" key; undefined otherwise. */
+function cidrKey(v: unknown): string | undefined {
+  if (!isObj(v)) return undefined;
+  const prefix = get(v, 'address_prefix');
+  const lenObj = get(v, 'prefix_len');
+  const len = isObj(lenObj) ? get(lenObj, 'value') : lenObj;
+  if (typeof prefix !== 'string' || typeof len !== 'number' || !Number.isInteger(len) || len < 0 || len > 32)
+    return undefined;
+  const ip = parseIp(prefix);
+  if (!ip || ip.v6) return undefined;
+  return `${maskedV4(ip.words[0]!, len)}/${len}`;
 }
 
 /**
@@ -140,11 +198,18 @@ function restrictionOf(v: unknown): Restriction | undefined {
     const m = isObj(auth) ? get(auth, 'principal_name') : undefined;
     if (!isObj(m) || get(m, 'ignore_case') === true) return undefined;
     const exact = get(m, 'exact');
-    if (typeof exact === 'string') return { ids: new Set([exact]), namespaces: new Set() };
+    if (typeof exact === 'string') return { ids: new Set([exact]), namespaces: new Set(), cidrs: new Set() };
     const re = get(m, 'safe_regex');
     const regex = isObj(re) ? get(re, 'regex') : undefined;
     const ns = typeof regex === 'string' ? namespaceOfRegex(regex) : undefined;
-    return ns ? { ids: new Set(), namespaces: new Set([ns]) } : undefined;
+    return ns ? { ids: new Set(), namespaces: new Set([ns]), cidrs: new Set() } : undefined;
+  }
+  // The peer's own address (never XFF, see rules.ts): indexable by CIDR.
+  for (const field of ['direct_remote_ip', 'source_ip', 'remote_ip']) {
+    const range = get(v, field);
+    if (range === undefined) continue;
+    const key = cidrKey(range);
+    return key ? { ids: new Set(), namespaces: new Set(), cidrs: new Set([key]) } : undefined;
   }
   const orIds = get(v, 'or_ids');
   if (orIds !== undefined) return isObj(orIds) ? unionOf(list(get(orIds, 'ids'))) : undefined;
@@ -160,12 +225,13 @@ function restrictionOf(v: unknown): Restriction | undefined {
 
 function unionOf(ids: readonly unknown[]): Restriction | undefined {
   if (ids.length === 0) return undefined;
-  const out: Restriction = { ids: new Set(), namespaces: new Set() };
+  const out: Restriction = { ids: new Set(), namespaces: new Set(), cidrs: new Set() };
   for (const id of ids) {
     const r = restrictionOf(id);
     if (!r) return undefined;
     for (const s of r.ids) out.ids.add(s);
     for (const s of r.namespaces) out.namespaces.add(s);
+    for (const s of r.cidrs) out.cidrs.add(s);
   }
   return out;
 }
@@ -173,6 +239,7 @@ function unionOf(ids: readonly unknown[]): Restriction | undefined {
 function gateOf(entries: readonly { policy: Policy; principals?: Restriction }[]): Gate {
   const byPrincipal = new Map<string, number[]>();
   const byNamespace = new Map<string, number[]>();
+  const byCidr = new Map<number, Map<number, number[]>>();
   const always: number[] = [];
   const add = (m: Map<string, number[]>, key: string, i: number): void => {
     const l = m.get(key);
@@ -184,9 +251,17 @@ function gateOf(entries: readonly { policy: Policy; principals?: Restriction }[]
     else {
       for (const id of e.principals.ids) add(byPrincipal, id, i);
       for (const ns of e.principals.namespaces) add(byNamespace, ns, i);
+      for (const key of e.principals.cidrs) {
+        const [net, len] = key.split('/').map(Number) as [number, number];
+        let byNet = byCidr.get(len);
+        if (!byNet) byCidr.set(len, (byNet = new Map()));
+        const l = byNet.get(net);
+        if (l) l.push(i);
+        else byNet.set(net, [i]);
+      }
     }
   });
-  return { policies: entries.map((e) => e.policy), byPrincipal, byNamespace, always };
+  return { policies: entries.map((e) => e.policy), byPrincipal, byNamespace, byCidr, always };
 }
 
 const single = (policy: Policy): Gate => gateOf([{ policy }]);
@@ -218,7 +293,7 @@ export function compileRbacFilters(filters: readonly EnvoyObject[], mode: 'l4' |
     evaluate(attrs: RbacAttributes): RbacDecision {
       let denied: RbacDecision | undefined;
       for (let g = 0; g < deny.length && !denied; g++) {
-        forCandidates(deny[g]!, attrs.principal, (p) => {
+        forCandidates(deny[g]!, attrs.principal, attrs.sourceIp, (p) => {
           const v = p.match(attrs);
           if (v === NO) return false;
           denied = v === YES ? p.denied : p.deniedUnknown;
@@ -230,7 +305,7 @@ export function compileRbacFilters(filters: readonly EnvoyObject[], mode: 'l4' |
       for (let g = 0; g < allow.length; g++) {
         let matched: Policy | undefined;
         let unknown = false;
-        forCandidates(allow[g]!, attrs.principal, (p) => {
+        forCandidates(allow[g]!, attrs.principal, attrs.sourceIp, (p) => {
           const v = p.match(attrs);
           if (v === YES) matched = p;
           else if (v === UNKNOWN) unknown = true;

@@ -1,4 +1,5 @@
-// The evaluator's identity index (policies looked up by the caller's SPIFFE ID and namespace)
+// The evaluator's identity index (policies looked up by the caller's SPIFFE ID, namespace, or
+// IPv4 source CIDR)
 // must never change a decision: random RBAC configs are decided with the index and with the
 // same policies written so the index cannot take them (same meaning), and every decision —
 // verdict, deciding policy and reason — must be the same.
@@ -46,7 +47,17 @@ function principal(r: () => number, indexable: boolean): Obj {
       },
     };
   }
-  if (kind < 0.8) return { direct_remote_ip: { address_prefix: `10.0.${Math.floor(r() * 3)}.0`, prefix_len: 24 } };
+  if (kind < 0.8) {
+    const len = pick([8, 16, 24, 32]);
+    const cidr = {
+      direct_remote_ip: {
+        address_prefix: `10.0.${Math.floor(r() * 3)}.${len === 32 ? Math.floor(r() * 4) : 0}`,
+        prefix_len: len === 8 ? 8 : len,
+      },
+    };
+    // Same meaning (OR with what never matches), but a form the CIDR index does not take.
+    return indexable ? cidr : { or_ids: { ids: [cidr, { not_id: { any: true } }] } };
+  }
   if (kind < 0.9) return { any: true };
   return { or_ids: { ids: [principal(r, indexable), principal(r, indexable)] } };
 }
@@ -80,7 +91,7 @@ function config(seed: number, indexable: boolean): Obj[] {
   return [filter('DENY', 15), filter('ALLOW', 60)];
 }
 
-test('the identity index never changes a decision (random configs, 4,000 decisions)', () => {
+test('the identity and CIDR index never changes a decision (random configs, 4,000 decisions)', () => {
   for (let seed = 1; seed <= 8; seed++) {
     const indexed = compileRbacFilters(config(seed, true), 'l4');
     const scanned = compileRbacFilters(config(seed, false), 'l4');
@@ -88,7 +99,12 @@ test('the identity index never changes a decision (random configs, 4,000 decisio
     for (let k = 0; k < 500; k++) {
       const attrs: RbacAttributes = {
         ...(r() < 0.85 ? { principal: id(NS[Math.floor(r() * 3)]!, SA[Math.floor(r() * 4)]!) } : {}),
-        sourceIp: `10.0.${Math.floor(r() * 4)}.${Math.floor(r() * 250)}`,
+        // Mostly IPv4 in and around the CIDRs; sometimes IPv6 or none (every CIDR policy is then evaluated).
+        ...(r() < 0.9
+          ? { sourceIp: r() < 0.9 ? `10.0.${Math.floor(r() * 4)}.${Math.floor(r() * 6)}` : '::ffff:10.0.1.2' }
+          : r() < 0.5
+            ? { sourceIp: 'fd00::1' }
+            : {}),
         destinationPort: 8000 + Math.floor(r() * 3),
       };
       const a = indexed.evaluate(attrs);
