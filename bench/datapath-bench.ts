@@ -49,13 +49,8 @@ import { compileNodePolicy, modelIpcache, workloadsOnNode } from '../src/datapat
 import { applyNft } from '../src/datapath/linux/nft.js';
 import { compileModel } from '../src/model/compile.js';
 import { installCleanupHandlers, registerTempDir, runToCompletion, startProcess, type Proc } from './proxy/procs.js';
+import { envInt, median } from './stats.js';
 
-function envInt(name: string, fallback: number): number {
-  const v = process.env[name];
-  const n = v === undefined ? fallback : Number.parseInt(v, 10);
-  if (!Number.isFinite(n) || n < 1) throw new Error(`${name}=${v}: expected a positive integer`);
-  return n;
-}
 const RUNS = envInt('BENCH_RUNS', 3);
 const DURATION_S = envInt('BENCH_DURATION', 5);
 const CONNECTORS = envInt('BENCH_CONNECTIONS', 4);
@@ -72,11 +67,6 @@ const POD_CIDR = '10.248.0.0/24';
 const NODE = 'bench-node';
 const TAG = `trl-dpb-${process.pid}`;
 
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length === 0 ? NaN : s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 const fmt = (x: number, d = 0): string =>
   x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 const log = (s: string): void => void process.stderr.write(`${s}\n`);

@@ -20,23 +20,13 @@ import { startOrigin, type RunningTarget } from './proxy/targets.js';
 import { findBinary } from './proxy/tools.js';
 import { trellisGateway } from './proxy/trellis.js';
 import { runWrk, type WrkResult } from './proxy/wrk.js';
+import { envInt, median } from './stats.js';
 
-function envInt(name: string, fallback: number): number {
-  const v = process.env[name];
-  const n = v === undefined ? fallback : Number.parseInt(v, 10);
-  if (!Number.isFinite(n) || n < 1) throw new Error(`${name}=${v}: expected a positive integer`);
-  return n;
-}
 const RUNS = envInt('BENCH_RUNS', 3);
 const DURATION_S = envInt('BENCH_DURATION', 5);
 const CONNECTIONS = envInt('BENCH_CONNECTIONS', 50);
 const TARGET_MAX_LOSS = 0.1;
 
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 
 installCleanupHandlers();

@@ -26,6 +26,7 @@ import { compileModel } from '../src/model/compile.js';
 import { compileRbacFilters, type CompiledRbac, type RbacAttributes } from '../src/proxy/rbac/evaluate.js';
 import { TYPE_URLS } from '../src/xds/snapshot.js';
 import { proxylessSnapshot } from '../src/xds/translate/proxyless.js';
+import { median } from './stats.js';
 
 const DECISIONS = Number(process.env.BENCH_DECISIONS ?? '') || 1_000_000;
 const BATCH = 1000;
@@ -160,8 +161,6 @@ function round(p: Prepared): { perSecond: number; batches: number[] } {
   }
   return { perSecond: (decisions / (performance.now() - start)) * 1000, batches };
 }
-
-const median = (xs: readonly number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 const fmt = (x: number, d = 0) => x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 

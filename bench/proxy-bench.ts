@@ -45,6 +45,7 @@ import {
 } from './proxy/targets.js';
 import { ensureTools, MissingToolsError, type Tools } from './proxy/tools.js';
 import { runWrk, type WrkResult } from './proxy/wrk.js';
+import { median } from './stats.js';
 
 function envNumber(name: string, fallback: number, unit = ''): number {
   const raw = process.env[name];
@@ -96,12 +97,6 @@ interface Row {
   failures: string[];
 }
 
-const median = (xs: readonly number[]): number => {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 const message = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 const slug = (s: string): string => s.toLowerCase().replace(/[^a-z0-9]+/g, '-');
 

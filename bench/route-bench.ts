@@ -20,16 +20,12 @@ import type { EnvoyObject, L7Config } from '../src/proxy/l7/config.js';
 import { L7Engine } from '../src/proxy/l7/engine.js';
 import { RouteTable, type RouteMatchInput } from '../src/proxy/l7/route-table.js';
 import { parseWrk, type WrkResult } from './proxy/wrk.js';
+import { envInt, median } from './stats.js';
 
 const self = fileURLToPath(import.meta.url);
 const BODY = Buffer.alloc(1024, 'x');
 const LATE_PATH = '/api/items';
 const LATE_HEADER = ['x-tenant', 't-99'] as const;
-
-function envInt(name: string, fallback: number): number {
-  const n = Number(process.env[name] ?? '');
-  return Number.isFinite(n) && n > 0 ? Math.round(n) : fallback;
-}
 
 // --- configuration -------------------------------------------------------------------------------
 
@@ -170,12 +166,6 @@ function wrk(bin: string, port: number, durationS: number, connections: number):
       }
     }),
   );
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 const pad = (s: string, n: number) => s.padEnd(n);

@@ -147,6 +147,10 @@ export const nodeCommand: Command = {
     const more = {
       ...(accessLog ? { accessLog } : {}),
       ...(observability !== undefined ? { observability } : {}),
+      // Every worker accepts captured connections (the cluster's shared listener); the primary installs the rules.
+      ...(args.flags.capture === true
+        ? { capture: { port: OUTBOUND_CAPTURE_PORT, resolve: originalDestination } }
+        : {}),
     };
     if (isNodeWorker()) {
       const worker = process.env.TRELLIS_NODE_WORKER ?? '0';
@@ -164,7 +168,6 @@ export const nodeCommand: Command = {
     const log = logTo(name);
     const capture = args.flags.capture === true;
     if (capture) {
-      if (concurrency !== 1) throw new UsageError('--capture runs with --concurrency 1 for now');
       const unavailable = captureAvailable();
       if (unavailable) throw new UsageError(`--capture: ${unavailable}`);
       if (process.getuid?.() !== 0) throw new UsageError('--capture needs root (nftables rules)');
@@ -183,7 +186,6 @@ export const nodeCommand: Command = {
             log,
             ...(metricsListen ? { metricsListen } : {}),
             ...(tracing ? { tracing } : {}),
-            ...(capture ? { capture: { port: OUTBOUND_CAPTURE_PORT, resolve: originalDestination } } : {}),
             ...more,
           })
         : new NodeWorkers({ node: name, xds, concurrency, log, ...(metricsListen ? { metricsListen } : {}) });

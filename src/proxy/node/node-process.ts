@@ -245,13 +245,7 @@ export class NodeProcess {
       });
       await listen(this.#metricsServer, this.#opts.metricsListen);
     }
-    if (this.#opts.capture)
-      this.#capture = await CaptureListener.start({
-        port: this.#opts.capture.port,
-        resolve: this.#opts.capture.resolve,
-        handler: (socket, original, source) => this.#onCaptured(socket, original, source),
-        log: this.#log,
-      });
+    await this.startCapture();
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.applied, new Promise((r) => (timer = setTimeout(r, warmMs)))]);
     clearTimeout(timer);
@@ -260,6 +254,17 @@ export class NodeProcess {
 
   get config(): NodeConfig | undefined {
     return this.#config;
+  }
+
+  /** Accepts captured connections, when capture is configured (a worker calls it without start()). */
+  async startCapture(): Promise<void> {
+    if (!this.#opts.capture || this.#capture) return;
+    this.#capture = await CaptureListener.start({
+      port: this.#opts.capture.port,
+      resolve: this.#opts.capture.resolve,
+      handler: (socket, original, source) => this.#onCaptured(socket, original, source),
+      log: this.#log,
+    });
   }
 
   /**

@@ -270,9 +270,10 @@ export function runNodeWorker(
   worker: number,
   log: Log,
   tracing?: NodeProcessOptions['tracing'],
-  more: Pick<NodeProcessOptions, 'accessLog' | 'observability'> = {},
+  more: Pick<NodeProcessOptions, 'accessLog' | 'observability' | 'capture'> = {},
 ): void {
   const np = new NodeProcess({ node, log, worker, ...(tracing ? { tracing } : {}), ...more });
+  np.startCapture().catch((e: Error) => log('error', 'capture listener not started', { error: e.message }));
   let stopping = false;
   const stop = (): void => {
     if (stopping) return;
