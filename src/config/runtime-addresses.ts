@@ -31,7 +31,10 @@ export function withRuntimeAddresses(resources: readonly Resource[], ra: Runtime
       }
       case 'Service': {
         const vip = ra.services[key];
-        return vip && !r.spec.clusterIP ? { ...r, spec: { ...r.spec, clusterIP: vip } } : r;
+        // Headless (clusterIP: None) and ExternalName Services get no VIP, as in Kubernetes.
+        return vip && !r.spec.clusterIP && r.spec.type !== 'ExternalName'
+          ? { ...r, spec: { ...r.spec, clusterIP: vip } }
+          : r;
       }
       default:
         return r;

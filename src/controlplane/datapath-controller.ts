@@ -31,12 +31,17 @@ export class DatapathController {
   /** Schedules applying this model (the resources carry what the model does not: affinity timeouts). */
   update(model: MeshModel, resources: readonly Resource[]): Promise<void> {
     this.#pending = { model, resources };
-    this.#running ??= this.#drain().finally(() => (this.#running = undefined));
+    this.#running ??= this.#drain();
     return this.#running;
   }
 
   async #drain(): Promise<void> {
-    while (this.#pending) {
+    for (;;) {
+      if (!this.#pending) {
+        // Cleared in the same turn as the last check: an update after it starts a new drain.
+        this.#running = undefined;
+        return;
+      }
       const { model, resources } = this.#pending;
       this.#pending = undefined;
       const timeouts = affinityTimeouts(resources);

@@ -73,8 +73,12 @@ export class DnsResponder {
     } catch {
       return undefined; // not DNS: nothing to answer
     }
+    // Only queries are answered: a response (QR set) gets nothing back, so two resolvers cannot loop.
+    if (q.type === 'response') return undefined;
     const question = q.questions?.[0];
     const base = { type: 'response' as const, id: q.id ?? 0, questions: q.questions ?? [] };
+    // NOTIFY, UPDATE...: not implemented (rcode 4).
+    if (((q.flags ?? 0) >> 11) & 0xf) return dnsPacket.encode({ ...base, flags: 4 });
     if (!question) return dnsPacket.encode({ ...base, flags: dnsPacket.AUTHORITATIVE_ANSWER | 1 /* FORMERR */ });
     const a = answer(question.name, question.type, this.#current(), this.#domain());
     const rcode = { NOERROR: 0, FORMERR: 1, NXDOMAIN: 3, REFUSED: 5 }[a.rcode];

@@ -36,20 +36,20 @@ test(
       assert.match(out, /shop\/frontend\s+on node-a, serves 10\.244\.0\.\d+:9080/);
       assert.match(out, /shop\/orders\s+on node-b, serves 10\.244\.1\.\d+:9090, captured/);
       const ordersIp = /shop\/orders\s+on node-b, serves (10\.244\.1\.\d+)/.exec(out)![1]!;
-      for (const n of ['node-a', 'node-b', 'shop-frontend', 'shop-orders', 'shop-api-v1', 'shop-api-v2'])
+      for (const n of ['node-a', 'node-b', 'shop_frontend', 'shop_orders', 'shop_api-v1', 'shop_api-v2'])
         assert.ok(netnsList().includes(ns(n)), n);
 
       // Inside a pod: its own interface and address, service names resolve to VIPs, other nodes' pods route.
       const pod = (name: string, cmd: string, args: string[]) =>
         spawnSync('ip', ['netns', 'exec', ns(name), cmd, ...args], { encoding: 'utf8', timeout: 10_000 }).stdout;
-      assert.match(pod('shop-frontend', 'ip', ['-4', 'addr', 'show', 'eth0']), /inet 10\.244\.0\.\d+\/24/);
-      assert.match(pod('shop-frontend', 'getent', ['hosts', 'api.shop.svc.cluster.local']), /^10\.96\.\d+\.\d+\s+api/);
-      assert.match(pod('shop-frontend', 'getent', ['hosts', 'orders']), /^10\.96\.\d+\.\d+\s+orders\.shop\.svc/);
-      assert.match(pod('shop-frontend', 'ping', ['-c', '1', '-W', '2', ordersIp]), /1 received/);
+      assert.match(pod('shop_frontend', 'ip', ['-4', 'addr', 'show', 'eth0']), /inet 10\.244\.0\.\d+\/24/);
+      assert.match(pod('shop_frontend', 'getent', ['hosts', 'api.shop.svc.cluster.local']), /^10\.96\.\d+\.\d+\s+api/);
+      assert.match(pod('shop_frontend', 'getent', ['hosts', 'orders']), /^10\.96\.\d+\.\d+\s+orders\.shop\.svc/);
+      assert.match(pod('shop_frontend', 'ping', ['-c', '1', '-W', '2', ordersIp]), /1 received/);
 
       // Unmodified apps (no HTTP_PROXY): their connections are captured into the node proxy, which
       // applies the mesh's policy. orders admits api's identity only: frontend's direct attempt is refused.
-      const direct = pod('shop-frontend', process.execPath, [
+      const direct = pod('shop_frontend', process.execPath, [
         '-e',
         "const s=require('net').connect(7000,'orders.shop.svc.cluster.local');s.on('connect',()=>s.write('hi\\n'));s.on('data',(d)=>console.log('DATA '+d));s.on('close',()=>process.exit(0));s.on('error',()=>process.exit(0));setTimeout(()=>process.exit(0),3000)",
       ]);
@@ -76,7 +76,7 @@ test(
       // enforced there (applied by the control plane when the policy arrives, atomically).
       const nft = (node: string, args: string[]) =>
         spawnSync('ip', ['netns', 'exec', ns(node), 'nft', ...args], { encoding: 'utf8' }).stdout;
-      const apiVip = /^(\S+)/.exec(pod('shop-frontend', 'getent', ['hosts', 'api.shop.svc.cluster.local']))![1]!;
+      const apiVip = /^(\S+)/.exec(pod('shop_frontend', 'getent', ['hosts', 'api.shop.svc.cluster.local']))![1]!;
       assert.match(
         nft('node-b', ['list', 'map', 'ip', 'trellis-services', 'services']),
         new RegExp(apiVip.replace(/\./g, '\\.')),
@@ -95,7 +95,7 @@ test(
       let pinged = '';
       for (let i = 0; i < 20 && !/0 received/.test(pinged); i++) {
         await new Promise((r) => setTimeout(r, 250));
-        pinged = pod('shop-frontend', 'ping', ['-c', '1', '-W', '1', ordersIp]);
+        pinged = pod('shop_frontend', 'ping', ['-c', '1', '-W', '1', ordersIp]);
       }
       assert.match(pinged, /0 received/, 'the kernel drops what no NetworkPolicy allows');
       const kernel = (await flows('verdict=DENIED')).filter((f) => /^kernel policy/.test(f.reason ?? ''));

@@ -231,18 +231,18 @@ export const upCommand: Command = {
       if (!stopping) io.err(`trellis up: ${p.name} exited (${signal ?? `code ${code}`}); its log: ${p.log}`);
     };
     let topology: NetnsTopology | undefined;
-    // Ctrl-C may come while starting (namespaces half built, processes started): stop cleans up either way.
-    const signal = new Promise<void>((done) => {
-      process.once('SIGINT', () => done());
-      process.once('SIGTERM', () => done());
-    });
-    let starting = true;
-    let interrupted: Promise<void> | undefined;
-    void signal.then(() => {
-      if (!starting) return;
-      io.err('trellis up: interrupted while starting; stopping what was started');
-      interrupted = stop();
-    });
+    // Ctrl-C or SIGTERM may come while starting: setup stops at its next step (abort) and only
+    // then is everything it made removed, so nothing is started after the teardown. Repeated
+    // signals during the teardown are ignored (process.on, not once).
+    const abort = new AbortController();
+    let signalled: () => void = () => undefined;
+    const signal = new Promise<void>((done) => (signalled = done));
+    const onSignal = (): void => {
+      if (!abort.signal.aborted) abort.abort();
+      signalled();
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
     let stopped: Promise<void> | undefined;
     // Once, whoever asks first (a signal while starting, a failure, Ctrl-C).
     const stop = (): Promise<void> =>
@@ -257,7 +257,7 @@ export const upCommand: Command = {
       if (netns) {
         const plan = planNetns(model, runIdFor(stateDir));
         topology = new NetnsTopology(plan, { stateDir, clusterDomain: model.mesh.clusterDomain });
-        const podIps = await topology.up();
+        const podIps = await topology.up(abort.signal);
         const runtime: RuntimeAddresses = {
           nodes: Object.fromEntries(plan.nodes.map((n) => [n.name, n.underlayIp])),
           workloads: Object.fromEntries(podIps),
@@ -284,20 +284,18 @@ export const upCommand: Command = {
         concurrency,
         tracingArgs,
         netns: run.netns,
+        abort: abort.signal,
       });
+      abort.signal.throwIfAborted();
     } catch (e) {
-      if (interrupted) {
-        await interrupted;
+      if (abort.signal.aborted) {
+        io.err('trellis up: interrupted while starting; stopping what was started');
+        await stop();
         return 130;
       }
       io.err(`trellis up: ${(e as Error).message}; stopping what was started`);
       await stop();
       return 1;
-    }
-    starting = false;
-    if (interrupted) {
-      await interrupted;
-      return 130;
     }
     await signal;
     io.out('trellis up: stopping (workloads, nodes, control plane)...');
@@ -321,6 +319,8 @@ async function startAll(
     configDir: string;
     tracingArgs: readonly string[];
     netns?: NetnsRun;
+    /** Interrupted: stop before the next process is started. */
+    abort?: AbortSignal;
   },
 ): Promise<void> {
   const node = process.execPath;
@@ -345,9 +345,10 @@ async function startAll(
       ? ['--runtime-addresses', o.netns.runtimeFile, '--dns-listen', `${o.netns.plan.bridge.address}:53`]
       : []),
   ]);
-  await waitForPort(o.xds.host, o.xds.port, 20_000, () => !cp.exited).catch((e: Error) => {
+  await waitForPort(o.xds.host, o.xds.port, 20_000, () => !cp.exited && !o.abort?.aborted).catch((e: Error) => {
     throw new Error(`the control plane did not start (${e.message}); see ${cp.log}`);
   });
+  o.abort?.throwIfAborted();
 
   const nodes = o.model.nodes.map((n) => {
     const p = sup.start(
@@ -372,13 +373,16 @@ async function startAll(
     return { n, p };
   });
   for (const { n, p } of nodes) {
-    await waitForHttp(`http://${n.address}:${n.ports.metrics}/healthz/ready`, 30_000, () => !p.exited).catch(
-      (e: Error) => {
-        throw new Error(`node ${n.name} did not become ready (${e.message}); see ${p.log}`);
-      },
-    );
+    await waitForHttp(
+      `http://${n.address}:${n.ports.metrics}/healthz/ready`,
+      30_000,
+      () => !p.exited && !o.abort?.aborted,
+    ).catch((e: Error) => {
+      throw new Error(`node ${n.name} did not become ready (${e.message}); see ${p.log}`);
+    });
   }
 
+  o.abort?.throwIfAborted();
   // The node resources the control plane serves: where each workload's proxies listen.
   const snap = proxylessSnapshot(o.model);
   const proxies = outboundProxies(o.model, snap);
@@ -405,8 +409,8 @@ async function startAll(
       ...[...new Set(Object.values(w.ports))].map((port) =>
         // In namespaces: listening inside the pod (policy may rightly refuse the host's connection).
         (pod
-          ? waitForListen(pod.netns, port, 20_000, () => !proc.exited)
-          : waitForPort(w.address, port, 20_000, () => !proc.exited)
+          ? waitForListen(pod.netns, port, 20_000, () => !proc.exited && !o.abort?.aborted)
+          : waitForPort(w.address, port, 20_000, () => !proc.exited && !o.abort?.aborted)
         ).catch((e: Error) =>
           io.err(
             `trellis up: workload ${w.namespace}/${w.name} is not serving ${w.address}:${port} (${e.message}); see ${proc.log}`,
@@ -423,6 +427,7 @@ async function startAll(
   }
 
   await Promise.all(waits);
+  o.abort?.throwIfAborted();
   io.out(`trellis up: ${o.configDir}`);
   io.out(`  control plane        xDS ${o.xds.host}:${o.xds.port}, admin http://${o.admin.host}:${o.admin.port}`);
   io.out(`  dashboard            http://${o.admin.host}:${o.admin.port}/dashboard`);

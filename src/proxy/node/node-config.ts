@@ -17,6 +17,8 @@ export interface OutboundListener extends Bind {
   readonly name: string;
   readonly workload: string;
   readonly identity: string;
+  /** The workload's own address (what its captured connections come from). */
+  readonly workloadAddress: string;
 }
 
 /** A local plain-TCP port of one workload for one destination (Workload spec.upstreams). */
@@ -146,7 +148,8 @@ export function nodeConfig(node: string, state: XdsState): NodeConfig {
       if (e) egress.set(name, e);
     }
     if (role === 'hbone') hbone = bind;
-    else if (role === 'outbound' && bind) outbound.push({ name, ...bind, workload: str(md.workload), identity });
+    else if (role === 'outbound' && bind)
+      outbound.push({ name, ...bind, workload: str(md.workload), identity, workloadAddress: str(md.address) });
     else if (role === 'upstream' && bind) {
       const dest = str(md.destination);
       const colon = dest.lastIndexOf(':');

@@ -818,17 +818,15 @@ export class NodeProcess {
     );
   }
 
-  /** Which local workload a captured connection came from: by its pod address (the config's inbound ports). */
+  /** Which local workload a captured connection came from: by its address (every local workload has an outbound entry). */
   #captureSource(address: string): { identity: string; workload: string; listener: string } | undefined {
     const cfg = this.#config;
     if (!cfg) return undefined;
     if (this.#captureSources?.cfg !== cfg) {
       const bySource = new Map<string, { identity: string; workload: string; listener: string }>();
-      for (const [key, ib] of cfg.inbound) {
-        const ip = key.slice(0, key.lastIndexOf(':'));
-        const listener = cfg.outbound.find((o) => o.workload === ib.workload)?.name ?? '';
-        bySource.set(ip, { identity: ib.identity, workload: ib.workload, listener });
-      }
+      for (const o of cfg.outbound)
+        if (o.workloadAddress)
+          bySource.set(o.workloadAddress, { identity: o.identity, workload: o.workload, listener: o.name });
       this.#captureSources = { cfg, bySource };
     }
     return this.#captureSources.bySource.get(address);

@@ -8,8 +8,8 @@
 // caller cannot know (HTTP attributes at L4 or without a request, metadata, CEL conditions) is
 // UNKNOWN, which never matches an ALLOW policy and always matches a DENY policy (fail closed).
 import type { EnvoyObject } from '../../xds/translate/route-match.js';
-import { array as list, get, isObj, type Obj } from '../envoy/values.js';
-import { permission, principal, type CompileContext } from './rules.js';
+import { array as list, get, isObj, oneOf, type Obj } from '../envoy/values.js';
+import { permission, principal, PRINCIPAL, type CompileContext } from './rules.js';
 import { and, NO, or, UNKNOWN, UNKNOWN_NODE, YES, type Eval } from './tri.js';
 import type { RbacAttributes } from './attributes.js';
 import { namespaceOf, namespaceOfRegex } from './spiffe-namespace.js';
@@ -193,34 +193,41 @@ function cidrKey(v: unknown): string | undefined {
  */
 function restrictionOf(v: unknown): Restriction | undefined {
   if (!isObj(v)) return undefined;
-  const auth = get(v, 'authenticated');
-  if (auth !== undefined) {
-    const m = isObj(auth) ? get(auth, 'principal_name') : undefined;
-    if (!isObj(m) || get(m, 'ignore_case') === true) return undefined;
-    const exact = get(m, 'exact');
-    if (typeof exact === 'string') return { ids: new Set([exact]), namespaces: new Set(), cidrs: new Set() };
-    const re = get(m, 'safe_regex');
-    const regex = isObj(re) ? get(re, 'regex') : undefined;
-    const ns = typeof regex === 'string' ? namespaceOfRegex(regex) : undefined;
-    return ns ? { ids: new Set(), namespaces: new Set([ns]), cidrs: new Set() } : undefined;
-  }
-  // The peer's own address (never XFF, see rules.ts): indexable by CIDR.
-  for (const field of ['direct_remote_ip', 'source_ip', 'remote_ip']) {
-    const range = get(v, field);
-    if (range === undefined) continue;
-    const key = cidrKey(range);
-    return key ? { ids: new Set(), namespaces: new Set(), cidrs: new Set([key]) } : undefined;
-  }
-  const orIds = get(v, 'or_ids');
-  if (orIds !== undefined) return isObj(orIds) ? unionOf(list(get(orIds, 'ids'))) : undefined;
-  const andIds = get(v, 'and_ids');
-  if (andIds !== undefined && isObj(andIds)) {
-    for (const id of list(get(andIds, 'ids'))) {
-      const r = restrictionOf(id);
-      if (r) return r;
+  // The member the evaluator itself reads (rules.ts): a malformed principal (several members,
+  // a discriminator naming another) evaluates as unknown for every caller, so it is never indexed.
+  const member = oneOf(v, PRINCIPAL, 'identifier');
+  if ('problem' in member) return undefined;
+  switch (member.kind) {
+    case 'authenticated': {
+      const auth = member.value;
+      const m = isObj(auth) ? get(auth, 'principal_name') : undefined;
+      if (!isObj(m) || get(m, 'ignore_case') === true) return undefined;
+      const exact = get(m, 'exact');
+      if (typeof exact === 'string') return { ids: new Set([exact]), namespaces: new Set(), cidrs: new Set() };
+      const re = get(m, 'safe_regex');
+      const regex = isObj(re) ? get(re, 'regex') : undefined;
+      const ns = typeof regex === 'string' ? namespaceOfRegex(regex) : undefined;
+      return ns ? { ids: new Set(), namespaces: new Set([ns]), cidrs: new Set() } : undefined;
     }
+    // The peer's own address (never XFF, see rules.ts): indexable by CIDR.
+    case 'direct_remote_ip':
+    case 'source_ip':
+    case 'remote_ip': {
+      const key = cidrKey(member.value);
+      return key ? { ids: new Set(), namespaces: new Set(), cidrs: new Set([key]) } : undefined;
+    }
+    case 'or_ids':
+      return isObj(member.value) ? unionOf(list(get(member.value, 'ids'))) : undefined;
+    case 'and_ids':
+      if (isObj(member.value))
+        for (const id of list(get(member.value, 'ids'))) {
+          const r = restrictionOf(id);
+          if (r) return r;
+        }
+      return undefined;
+    default:
+      return undefined;
   }
-  return undefined;
 }
 
 function unionOf(ids: readonly unknown[]): Restriction | undefined {

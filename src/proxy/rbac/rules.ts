@@ -32,7 +32,8 @@ const PERMISSION = [
   'sourced_metadata',
 ] as const;
 
-const PRINCIPAL = [
+/** Envoy's Principal oneof members (the evaluator's index reads the same member). */
+export const PRINCIPAL = [
   'any',
   'and_ids',
   'or_ids',

@@ -96,6 +96,8 @@ export function nodeProxyResources(t: NodeTranslation): XdsResource[] {
           role: 'outbound',
           workload: w.id,
           identity: w.identity,
+          // Where the workload sends from: a captured connection is known to be its by this address.
+          address: w.address,
         }),
       );
       for (const port of [...new Set(Object.values(w.ports))].sort((a, b) => a - b)) {

@@ -83,8 +83,9 @@ export function planNetns(model: MeshModel, runId: string): NetnsPlan {
       workload: w.id,
       key: `${w.namespace}/${w.name}`,
       node: w.node!,
-      netns: `trl-${runId}-${w.namespace}-${w.name}`,
-      containerId: `trellis-${runId}-${w.namespace}-${w.name}`,
+      // "_" is in no Kubernetes name: pods never collide with each other or with nodes.
+      netns: `trl-${runId}-${w.namespace}_${w.name}`,
+      containerId: `trellis-${runId}-${w.namespace}_${w.name}`,
     }));
   // The API server's way: the first address is the cluster's own (kubernetes.default), then in order.
   const svc = cidrOf(net.serviceCIDR);

@@ -48,7 +48,7 @@ export class NetnsTopology {
   }
 
   /** Bridge, node namespaces and their routes, pod namespaces attached by CNI; resolves with "ns/name" -> pod IP. */
-  async up(): Promise<Map<string, string>> {
+  async up(abort?: AbortSignal): Promise<Map<string, string>> {
     const { bridge, nodes } = this.plan;
     await this.down(); // what a crashed run of the same state dir left behind
     installPlugins(this.#binDir);
@@ -58,6 +58,7 @@ export class NetnsTopology {
       `link set ${bridge.name} up`,
     ]);
     for (const n of nodes) {
+      abort?.throwIfAborted();
       await ip(['netns', 'add', n.netns]);
       await ip(['link', 'add', n.hostVeth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', n.netns]);
       await ipBatch([`link set ${n.hostVeth} master ${bridge.name}`, `link set ${n.hostVeth} up`]);
@@ -77,7 +78,10 @@ export class NetnsTopology {
     // The host reaches pods too (as from a machine on the nodes' network); these routes go with the bridge.
     await ipBatch(nodes.map((n) => `route add ${n.podCidr} via ${n.underlayIp} dev ${bridge.name}`));
     const ips = new Map<string, string>();
-    for (const p of this.plan.pods) ips.set(p.key, await this.#attach(p));
+    for (const p of this.plan.pods) {
+      abort?.throwIfAborted();
+      ips.set(p.key, await this.#attach(p));
+    }
     return ips;
   }
 
