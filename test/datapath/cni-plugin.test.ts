@@ -12,10 +12,10 @@ import { hostVethName } from '../../src/datapath/linux/cni/interface-plugin.js';
 import {
   addList,
   cniBinDir,
+  cniLab,
   datapathSkipReason,
   inNetns,
   listCommand,
-  netns,
   runPlugin,
   type Attachment,
   type ConfList,
@@ -122,12 +122,9 @@ test(
   'chained with loopback, portmap, bandwidth and tuning: pods reach each other, CHECK, DEL (twice), nothing left',
   { skip: datapathSkipReason(true) },
   async () => {
-    const bin = cniBinDir();
-    const dataDir = mkdtempSync(join(tmpdir(), 'trellis-cni-ipam-'));
-    const node = netns(`${tag}-node`);
-    const pods = [netns(`${tag}-p1`), netns(`${tag}-p2`)];
+    const lab = cniLab(tag, ['p1', 'p2']);
+    const { dataDir, node, pods, opts: o } = lab;
     let server: ChildProcess | undefined;
-    const o = { binDir: bin.dir, inNetns: node.name };
     const list: ConfList = {
       cniVersion: '1.0.0',
       name: 'trellis',
@@ -217,10 +214,7 @@ test(
       assert.doesNotMatch(inNetns(node.name, 'ip', ['route']), /10\.244\.1\./);
     } finally {
       server?.kill();
-      for (const p of pods) p.remove();
-      node.remove();
-      bin.remove();
-      rmSync(dataDir, { recursive: true, force: true });
+      lab.remove();
     }
   },
 );
@@ -229,11 +223,8 @@ test(
   'a failed ADD leaves nothing behind: an exhausted pod CIDR, a taken interface name, a kernel error midway',
   { skip: datapathSkipReason() },
   () => {
-    const bin = cniBinDir();
-    const dataDir = mkdtempSync(join(tmpdir(), 'trellis-cni-ipam-'));
-    const node = netns(`${tag}-fnode`);
-    const pods = [netns(`${tag}-f1`), netns(`${tag}-f2`), netns(`${tag}-f3`)];
-    const o = { binDir: bin.dir, inNetns: node.name };
+    const lab = cniLab(`${tag}-f`, ['1', '2', '3']);
+    const { dataDir, node, pods, opts: o } = lab;
     try {
       // A /30 has one pod address (network, gateway and broadcast are not given out).
       const tiny = interfaceConf(dataDir, '10.244.9.0/30');
@@ -294,10 +285,7 @@ test(
         'the address was released',
       );
     } finally {
-      for (const p of pods) p.remove();
-      node.remove();
-      bin.remove();
-      rmSync(dataDir, { recursive: true, force: true });
+      lab.remove();
     }
   },
 );
@@ -306,11 +294,8 @@ test(
   'CNI 1.1: STATUS, and GC removes what the runtime no longer knows (veth and address)',
   { skip: datapathSkipReason() },
   () => {
-    const bin = cniBinDir();
-    const dataDir = mkdtempSync(join(tmpdir(), 'trellis-cni-ipam-'));
-    const node = netns(`${tag}-gnode`);
-    const pods = [netns(`${tag}-g1`), netns(`${tag}-g2`)];
-    const o = { binDir: bin.dir, inNetns: node.name };
+    const lab = cniLab(`${tag}-g`, ['1', '2']);
+    const { dataDir, node, pods, opts: o } = lab;
     const conf = interfaceConf(dataDir, '10.244.2.0/24', '1.1.0');
     try {
       const status = runPlugin('STATUS', 'trellis-cni', conf, undefined, o);
@@ -348,10 +333,7 @@ test(
       );
       assert.equal(down.out?.code, 50, down.stdout);
     } finally {
-      for (const p of pods) p.remove();
-      node.remove();
-      bin.remove();
-      rmSync(dataDir, { recursive: true, force: true });
+      lab.remove();
     }
   },
 );
@@ -360,11 +342,12 @@ test(
   'concurrent ADDs (as a node starting many pods): distinct addresses, every pod reachable',
   { skip: datapathSkipReason() },
   async () => {
-    const bin = cniBinDir();
-    const dataDir = mkdtempSync(join(tmpdir(), 'trellis-cni-ipam-'));
-    const node = netns(`${tag}-cnode`);
     const N = 8;
-    const pods = Array.from({ length: N }, (_, i) => netns(`${tag}-c${i}`));
+    const lab = cniLab(
+      `${tag}-c`,
+      Array.from({ length: N }, (_, i) => String(i)),
+    );
+    const { bin, dataDir, node, pods } = lab;
     const conf = interfaceConf(dataDir, '10.244.3.0/24');
     try {
       const runs = await Promise.all(
@@ -394,10 +377,7 @@ test(
       for (const ip of ips.slice(1))
         assert.match(inNetns(pods[0]!.name, 'ping', ['-c', '1', '-W', '2', ip]), /1 received/, ip);
     } finally {
-      for (const p of pods) p.remove();
-      node.remove();
-      bin.remove();
-      rmSync(dataDir, { recursive: true, force: true });
+      lab.remove();
     }
   },
 );

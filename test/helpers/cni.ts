@@ -178,3 +178,35 @@ export async function readyLine(p: ChildProcess, timeoutMs = 10_000): Promise<vo
     });
   });
 }
+
+/** What a CNI test works in: the plugins, an IPAM data dir, a node namespace and pod namespaces. */
+export interface CniLab {
+  readonly bin: { readonly dir: string };
+  readonly dataDir: string;
+  readonly node: ReturnType<typeof netns>;
+  readonly pods: ReturnType<typeof netns>[];
+  /** Run plugins inside the node namespace, as a runtime on that node would. */
+  readonly opts: RunOptions;
+  /** Removes everything (pods first), whatever state the test left. */
+  remove(): void;
+}
+
+export function cniLab(prefix: string, pods: readonly string[]): CniLab {
+  const bin = cniBinDir();
+  const dataDir = mkdtempSync(join(tmpdir(), 'trellis-cni-ipam-'));
+  const node = netns(`${prefix}-node`);
+  const made = pods.map((p) => netns(`${prefix}-${p}`));
+  return {
+    bin,
+    dataDir,
+    node,
+    pods: made,
+    opts: { binDir: bin.dir, inNetns: node.name },
+    remove: () => {
+      for (const p of made) p.remove();
+      node.remove();
+      bin.remove();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
