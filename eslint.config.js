@@ -3,7 +3,7 @@ import tseslint from 'typescript-eslint';
 import globals from 'globals';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/'] },
+  { ignores: ['dist/', 'node_modules/', 'native/*/build/', 'test-results/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
