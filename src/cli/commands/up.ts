@@ -265,12 +265,13 @@ export const upCommand: Command = {
           nodeNamespaces: Object.fromEntries(plan.nodes.map((n) => [n.name, `/var/run/netns/${n.netns}`])),
         };
         const runtimeFile = join(stateDir, 'runtime-addresses.json');
+        const noCapture = captureAvailable();
         writeFileSync(runtimeFile, `${JSON.stringify(runtime, null, 2)}\n`);
         run = {
           model: compileModel(withRuntimeAddresses(loaded.resources, runtime)),
           // The nodes reach the control plane over the bridge (the host's address on it).
           xds: args.flags['xds-listen'] === undefined ? { host: plan.bridge.address, port: xds.port } : xds,
-          netns: { plan, runtimeFile, ...(captureAvailable() ? { noCapture: captureAvailable() } : {}) },
+          netns: { plan, runtimeFile, ...(noCapture ? { noCapture } : {}) },
         };
       }
       await startAll(sup, io, {

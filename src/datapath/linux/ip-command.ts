@@ -1,7 +1,7 @@
 // The kernel's network configuration through iproute2 (`ip`), in this process's network
 // namespace or, by path, in another one (`nsenter --net=PATH`: `ip -n` only takes names under
 // /var/run/netns, while runtimes hand plugins any path, e.g. /proc/<pid>/ns/net).
-import { execFile } from 'node:child_process';
+import { runTool, ToolError } from './run-tool.js';
 
 const IP_TIMEOUT_MS = 10_000;
 
@@ -22,17 +22,13 @@ export interface IpOptions {
 }
 
 /** Runs `ip ARGS`; resolves with stdout, rejects with IpCommandError carrying ip's own message. */
-export function ip(args: readonly string[], opts: IpOptions = {}): Promise<string> {
-  const [file, argv] = opts.netns ? ['nsenter', [`--net=${opts.netns}`, 'ip', ...args]] : ['ip', [...args]];
-  const shown = `ip ${args.join(' ')}${opts.netns ? ` (in ${opts.netns})` : ''}`;
-  return new Promise((resolve, reject) => {
-    const child = execFile(file, argv, { timeout: IP_TIMEOUT_MS, encoding: 'utf8' }, (err, stdout, stderr) =>
-      err ? reject(new IpCommandError(shown, stderr || err.message)) : resolve(stdout),
-    );
-    // ip exits without reading stdin unless batching: a write after that is not an error.
-    child.stdin!.on('error', () => undefined);
-    child.stdin!.end(opts.input ?? '');
-  });
+export async function ip(args: readonly string[], opts: IpOptions = {}): Promise<string> {
+  try {
+    return await runTool('ip', args, { ...opts, timeoutMs: IP_TIMEOUT_MS });
+  } catch (e) {
+    if (!(e instanceof ToolError)) throw e;
+    throw new IpCommandError(`ip ${args.join(' ')}${opts.netns ? ` (in ${opts.netns})` : ''}`, e.stderr || e.message);
+  }
 }
 
 /** Several `ip` commands in one process (`ip -batch -`): stops at the first failure. */

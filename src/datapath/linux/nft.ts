@@ -2,7 +2,7 @@
 // command in the script commits together or not at all, so the kernel never holds half a
 // policy), and reads as JSON (`nft -j`), in this process's network namespace or another
 // one by path.
-import { execFile } from 'node:child_process';
+import { runTool, ToolError } from './run-tool.js';
 
 const NFT_TIMEOUT_MS = 30_000;
 
@@ -15,21 +15,18 @@ export class NftError extends Error {
   }
 }
 
-function run(args: readonly string[], input: string | undefined, netns: string | undefined): Promise<string> {
-  const [file, argv] = netns ? ['nsenter', [`--net=${netns}`, 'nft', ...args]] : ['nft', [...args]];
-  return new Promise((resolve, reject) => {
-    const child = execFile(
-      file,
-      argv,
-      { timeout: NFT_TIMEOUT_MS, encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 },
-      (err, stdout, stderr) =>
-        err
-          ? reject(new NftError(`nft ${args.join(' ')}${netns ? ` (in ${netns})` : ''}`, stderr || err.message))
-          : resolve(stdout),
-    );
-    child.stdin!.on('error', () => undefined);
-    child.stdin!.end(input ?? '');
-  });
+async function run(args: readonly string[], input: string | undefined, netns: string | undefined): Promise<string> {
+  try {
+    return await runTool('nft', args, {
+      ...(input ? { input } : {}),
+      ...(netns ? { netns } : {}),
+      timeoutMs: NFT_TIMEOUT_MS,
+      maxBuffer: 256 * 1024 * 1024,
+    });
+  } catch (e) {
+    if (!(e instanceof ToolError)) throw e;
+    throw new NftError(`nft ${args.join(' ')}${netns ? ` (in ${netns})` : ''}`, e.stderr || e.message);
+  }
 }
 
 /** Applies a script atomically (one transaction). */

@@ -1,7 +1,7 @@
 // Running another CNI plugin the way a runtime does (an IPAM plugin named by ipam.type, or
 // each plugin of a chain): found on CNI_PATH, CNI_* in its environment, the configuration on
 // stdin, its Result or error JSON read from stdout.
-import { execFile } from 'node:child_process';
+import { runTool, ToolError } from '../run-tool.js';
 import { accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
 import { CniCode, CniError, type CniCommand, type CniResult } from './spec.js';
@@ -35,56 +35,47 @@ export interface DelegateCall {
 }
 
 /** Runs the plugin; its CNI error becomes ours (same code and message), anything else DelegateFailed. */
-export function execPlugin(call: DelegateCall, path: readonly string[]): Promise<CniResult | undefined> {
+export async function execPlugin(call: DelegateCall, path: readonly string[]): Promise<CniResult | undefined> {
   const file = findPlugin(call.type, path);
-  return new Promise((resolve, reject) => {
-    const child = execFile(
-      file,
-      [],
-      { env: { ...call.env, CNI_COMMAND: call.command }, timeout: DELEGATE_TIMEOUT_MS, maxBuffer: 4 * 1024 * 1024 },
-      (err, stdout, stderr) => {
-        const out = stdout.trim();
-        if (err) {
-          let parsed: { code?: unknown; msg?: unknown; details?: unknown } | undefined;
-          try {
-            parsed = JSON.parse(out) as typeof parsed;
-          } catch {
-            parsed = undefined;
-          }
-          if (parsed && typeof parsed.code === 'number' && typeof parsed.msg === 'string')
-            reject(
-              new CniError(
-                parsed.code,
-                `${call.type}: ${parsed.msg}`,
-                typeof parsed.details === 'string' ? parsed.details : undefined,
-              ),
-            );
-          else
-            reject(
-              new CniError(
-                CniCode.DelegateFailed,
-                `${call.type} ${call.command} failed: ${err.message}`,
-                `${out}\n${stderr}`.trim(),
-              ),
-            );
-          return;
-        }
-        if (!out) return resolve(undefined);
-        try {
-          resolve(JSON.parse(out) as CniResult);
-        } catch {
-          reject(
-            new CniError(
-              CniCode.DecodingFailure,
-              `${call.type} ${call.command} printed something that is not JSON`,
-              out.slice(0, 500),
-            ),
-          );
-        }
-      },
+  let out: string;
+  try {
+    out = (
+      await runTool(file, [], {
+        input: JSON.stringify(call.conf),
+        env: { ...call.env, CNI_COMMAND: call.command },
+        timeoutMs: DELEGATE_TIMEOUT_MS,
+        maxBuffer: 4 * 1024 * 1024,
+      })
+    ).trim();
+  } catch (e) {
+    if (!(e instanceof ToolError)) throw e;
+    // The plugin's CNI error becomes ours (same code and message); anything else is DelegateFailed.
+    let parsed: { code?: unknown; msg?: unknown; details?: unknown } | undefined;
+    try {
+      parsed = JSON.parse(e.stdout.trim()) as typeof parsed;
+    } catch {
+      parsed = undefined;
+    }
+    if (parsed && typeof parsed.code === 'number' && typeof parsed.msg === 'string')
+      throw new CniError(
+        parsed.code,
+        `${call.type}: ${parsed.msg}`,
+        typeof parsed.details === 'string' ? parsed.details : undefined,
+      );
+    throw new CniError(
+      CniCode.DelegateFailed,
+      `${call.type} ${call.command} failed: ${e.message}`,
+      `${e.stdout}\n${e.stderr}`.trim(),
     );
-    // A plugin may exit before reading its configuration: its exit status tells, not EPIPE.
-    child.stdin!.on('error', () => undefined);
-    child.stdin!.end(JSON.stringify(call.conf));
-  });
+  }
+  if (!out) return undefined;
+  try {
+    return JSON.parse(out) as CniResult;
+  } catch {
+    throw new CniError(
+      CniCode.DecodingFailure,
+      `${call.type} ${call.command} printed something that is not JSON`,
+      out.slice(0, 500),
+    );
+  }
 }

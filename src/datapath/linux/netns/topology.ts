@@ -3,7 +3,7 @@
 // reach the nodes); each node routes the other nodes' pod CIDRs to them over it. Pods are
 // attached by the CNI plugin, run inside their node's namespace exactly as a runtime would.
 // Every name carries the run id, so teardown removes exactly what this run made.
-import { execFile } from 'node:child_process';
+import { runTool } from '../run-tool.js';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { installPlugins, PLUGIN_TYPES } from '../cni/install.js';
@@ -13,15 +13,7 @@ import type { NetnsPlan, PodPlan } from './plan.js';
 const NETNS_DIR = '/var/run/netns';
 
 function run(file: string, args: readonly string[], input?: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = execFile(file, args, { timeout: 30_000, encoding: 'utf8' }, (err, stdout, stderr) =>
-      err
-        ? reject(new Error(`${file} ${args.join(' ')}: ${(stderr || stdout || err.message).trim()}`))
-        : resolve(stdout),
-    );
-    child.stdin!.on('error', () => undefined);
-    child.stdin!.end(input ?? '');
-  });
+  return runTool(file, args, input === undefined ? {} : { input });
 }
 
 export interface TopologyOptions {
